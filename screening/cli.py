@@ -1,0 +1,88 @@
+"""The ``flask screening ...`` commands."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+
+from . import questions as qd
+from .rules import AnswersError, RulesError, evaluate, load_rules
+
+screening_cli = AppGroup("screening", help="Screening: check rules, list questions, evaluate answers.")
+
+
+@screening_cli.command("check-rules")
+@click.argument("path", required=False, type=click.Path(dir_okay=False))
+def check_rules(path: str | None) -> None:
+    """Check a rules file (default: the app's) against the data dictionary."""
+    path = path or current_app.config["RULES_PATH"]
+    try:
+        ruleset = load_rules(path)
+    except RulesError as exc:
+        click.echo(f"{path}: {len(exc.problems)} problem(s):", err=True)
+        for problem in exc.problems:
+            click.echo("  " + problem.format(path), err=True)
+        sys.exit(1)
+    counts = ruleset.counts()
+    click.echo(
+        f"{path}: OK, {len(ruleset)} rules ({counts['do_not_treat']} do_not_treat, "
+        f"{counts['defer']} defer, {counts['review']} review), "
+        f"dictionary {qd.VERSION}, sha256 {ruleset.digest[:16]}"
+    )
+
+
+@screening_cli.command("questions")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def questions(fmt: str) -> None:
+    """Print the data dictionary."""
+    if fmt == "json":
+        click.echo(json.dumps(qd.as_plain(), indent=2, ensure_ascii=False))
+        return
+    click.echo(f"Data dictionary {qd.VERSION}: {len(qd.QUESTIONS)} questions")
+    for section in qd.SECTIONS:
+        click.echo(f"\n== {section.title} ({section.id})")
+        for q in qd.questions_in(section.id):
+            flags = [q.type, "required" if q.required else "optional"]
+            if q.asked_when:
+                flags.append(f"asked when {_describe(q.asked_when)}")
+            click.echo(f"  {q.id} [{', '.join(flags)}]")
+            click.echo(f"      {q.label}")
+            if q.choices and q.type not in (qd.YES_NO, qd.YES_NO_UNSURE):
+                click.echo(f"      choices: {', '.join(q.choice_codes())}")
+            for f in q.fields:
+                codes = f" ({', '.join(f.choice_codes())})" if f.choices and f.type != qd.AREAS else ""
+                click.echo(f"      - {f.id}: {f.type}{codes}")
+
+
+def _describe(cond: dict) -> str:
+    value = cond.get("value")
+    if isinstance(value, list):
+        value = "any of " + ", ".join(value)
+    return f"{cond['question']} {cond['op']} {value}"
+
+
+@screening_cli.command("evaluate")
+@click.argument("source", type=click.File("r"))
+def evaluate_cmd(source) -> None:
+    """Evaluate one JSON answers file (or - for standard input) and print the result."""
+    try:
+        answers = json.load(source)
+    except json.JSONDecodeError as exc:
+        click.echo(f"error: not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}", err=True)
+        sys.exit(2)
+    from . import current_rules
+
+    try:
+        result = evaluate(current_rules(), answers)
+    except AnswersError as exc:
+        click.echo("error: the answers cannot be evaluated:", err=True)
+        for problem in exc.problems:
+            click.echo(f"  {problem}", err=True)
+        if exc.missing:
+            click.echo("  missing required answers: " + ", ".join(exc.missing), err=True)
+        sys.exit(2)
+    click.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))

@@ -1,0 +1,1004 @@
+"""The data dictionary: every question the screening asks, in one place.
+
+This module is the only list of questions in the product. The web form, the rules
+check, the PDF and exports all read it. It is pure data (no Flask, no database).
+
+Conditions (when a follow-up is asked) use the same condition language as
+``rules.yaml``: ``{"question": id, "op": ..., "value": ...}`` combined with
+``all`` / ``any`` / ``not``. They are compiled by :mod:`screening.rules`.
+
+Client-facing text is marked with ``N_`` so that Babel can extract it; it is
+translated where it is shown, not here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping
+
+
+def N_(text: str) -> str:
+    """Mark a string for translation without translating it now."""
+    return text
+
+
+# Question types.
+YES_NO = "yes_no"
+YES_NO_UNSURE = "yes_no_unsure"
+SINGLE = "single"
+MULTI = "multi"
+AREAS = "areas"  # multi-select over the treatment-area vocabulary
+DATE = "date"
+TEXT = "text"
+GROUP = "group"  # repeatable group of sub-fields
+
+TYPES = (YES_NO, YES_NO_UNSURE, SINGLE, MULTI, AREAS, DATE, TEXT, GROUP)
+
+UNKNOWN = "unknown"  # the answer code of a date question answered "I don't know"
+NONE = "none"  # the exclusive "none of these" code of a multi-select
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One answer option: a stable code and the words a client reads."""
+
+    code: str
+    label: str
+
+
+@dataclass(frozen=True)
+class Question:
+    """One question (or one sub-field of a repeatable group)."""
+
+    id: str
+    type: str
+    label: str
+    section: str = ""
+    hint: str = ""
+    why: str = ""
+    choices: tuple[Choice, ...] = ()
+    required: bool = True
+    asked_when: Mapping[str, Any] | None = None
+    # Dates: may the client give only a month ("2026-03")? May they say "I don't know"?
+    month_allowed: bool = False
+    unknown_allowed: bool = False
+    # Text: the kind of text (``email``, ``tel``, ``name`` or plain).
+    text_kind: str = ""
+    # Groups: the sub-fields of each item.
+    fields: tuple["Question", ...] = ()
+    # Gates that ask "in the last N days/months": (N, unit). Rules must not look further back.
+    lookback: tuple[int, str] | None = None
+    # Identity and free text are not safety answers; everything else is.
+    is_safety: bool = True
+
+    def choice_codes(self) -> tuple[str, ...]:
+        """Return the stable codes of this question's choices."""
+        return tuple(c.code for c in self.choices)
+
+    def field(self, name: str) -> "Question":
+        """Return the sub-field ``name`` of a group question."""
+        for f in self.fields:
+            if f.id == name:
+                return f
+        raise KeyError(name)
+
+
+@dataclass(frozen=True)
+class Section:
+    """A topic of the questionnaire, shown as one or more pages."""
+
+    id: str
+    title: str
+    intro: str = ""
+
+
+# ---------------------------------------------------------------------------
+# Vocabularies
+# ---------------------------------------------------------------------------
+
+VARIANTS = ("standard", "rf", "prp")
+VARIANT_UNKNOWN = "unknown"
+
+FACIAL_AREAS = ("forehead", "periorbital", "nose", "cheeks", "perioral", "chin_jawline")
+BODY_AREAS = ("neck", "decolletage", "scalp", "hands", "arms", "abdomen", "back", "thighs_buttocks")
+FULL_FACE = "full_face"
+ELSEWHERE = "elsewhere"
+
+AREA_LABELS = {
+    "full_face": N_("Whole face"),
+    "forehead": N_("Forehead"),
+    "periorbital": N_("Around the eyes (not the eyelids)"),
+    "nose": N_("Nose"),
+    "cheeks": N_("Cheeks"),
+    "perioral": N_("Lips and around the mouth"),
+    "chin_jawline": N_("Chin and jawline"),
+    "neck": N_("Neck"),
+    "decolletage": N_("Upper chest"),
+    "scalp": N_("Scalp"),
+    "hands": N_("Hands"),
+    "arms": N_("Arms"),
+    "abdomen": N_("Tummy"),
+    "back": N_("Back"),
+    "thighs_buttocks": N_("Thighs and buttocks"),
+    "elsewhere": N_("Somewhere else on the body"),
+}
+
+TREATMENT_AREA_CHOICES = tuple(
+    Choice(code, AREA_LABELS[code]) for code in (FULL_FACE, *FACIAL_AREAS, *BODY_AREAS)
+)
+LOCATION_CHOICES = TREATMENT_AREA_CHOICES + (Choice(ELSEWHERE, AREA_LABELS[ELSEWHERE]),)
+
+
+def expand_areas(codes) -> frozenset[str]:
+    """Return the concrete areas of ``codes``: ``full_face`` stands for all six facial areas."""
+    out = set()
+    for code in codes:
+        if code == FULL_FACE:
+            out.update(FACIAL_AREAS)
+        else:
+            out.add(code)
+    return frozenset(out)
+
+
+YNU = (Choice("yes", N_("Yes")), Choice("no", N_("No")), Choice("unsure", N_("I'm not sure")))
+YN = (Choice("yes", N_("Yes")), Choice("no", N_("No")))
+
+
+def _when(question: str, value: str = "yes", op: str = "eq") -> dict:
+    return {"question": question, "op": op, "value": value}
+
+
+def _yes(question: str) -> dict:
+    return _when(question, "yes")
+
+
+# ---------------------------------------------------------------------------
+# Sections, in the order a client meets them
+# ---------------------------------------------------------------------------
+
+SECTIONS = (
+    Section("about_you", N_("About you")),
+    Section("appointment", N_("Your appointment")),
+    Section("pregnancy", N_("Pregnancy and breastfeeding")),
+    Section("medicines", N_("Medicines and skin products")),
+    Section("blood_and_infection", N_("Blood, immunity and infections")),
+    Section("cancer", N_("Cancer")),
+    Section("conditions", N_("Diabetes and long-term conditions")),
+    Section("skin_history", N_("Your skin's history")),
+    Section("skin_today", N_("How you and your skin are today")),
+    Section("implants", N_("Implants, metal and fillers")),
+    Section("treatments", N_("Recent treatments")),
+    Section("allergies", N_("Allergies and reactions")),
+)
+
+# ---------------------------------------------------------------------------
+# Questions
+# ---------------------------------------------------------------------------
+
+
+def _ynu(id, section, label, why="", hint="", asked_when=None, choices=YNU, **kw) -> Question:
+    return Question(
+        id=id,
+        type=YES_NO_UNSURE if choices is YNU else YES_NO,
+        section=section,
+        label=label,
+        why=why,
+        hint=hint,
+        choices=choices,
+        asked_when=asked_when,
+        **kw,
+    )
+
+
+def _location(id, section, parent, label) -> Question:
+    return Question(
+        id=id,
+        type=AREAS,
+        section=section,
+        label=label,
+        hint=N_("Choose every place that applies."),
+        choices=LOCATION_CHOICES,
+        asked_when=_yes(parent),
+    )
+
+
+def _details(id, section, parent, label, value="yes") -> Question:
+    return Question(
+        id=id,
+        type=TEXT,
+        section=section,
+        label=label,
+        required=False,
+        asked_when=_when(parent, value),
+        is_safety=False,
+    )
+
+
+def _event_date(id, section, label, asked_when, unknown_allowed=False, hint="") -> Question:
+    return Question(
+        id=id,
+        type=DATE,
+        section=section,
+        label=label,
+        hint=hint or N_("If you do not remember the day, give the month and year."),
+        asked_when=asked_when,
+        month_allowed=True,
+        unknown_allowed=unknown_allowed,
+    )
+
+
+_TOPICAL_USED = {
+    "question": "topical_actives",
+    "op": "contains_any",
+    "value": ["prescription_retinoid", "retinol", "acid_exfoliant", "benzoyl_peroxide"],
+}
+
+_QUESTIONS: list[Question] = [
+    # About you ---------------------------------------------------------------
+    Question("full_name", TEXT, N_("Full name"), "about_you", text_kind="name", is_safety=False),
+    Question(
+        "dob",
+        DATE,
+        N_("Date of birth"),
+        "about_you",
+        hint=N_("For example, 27 3 1990"),
+        why=N_("We ask because treatment is only for adults."),
+    ),
+    Question(
+        "email",
+        TEXT,
+        N_("Email address"),
+        "about_you",
+        text_kind="email",
+        why=N_("The clinic uses it only about this appointment."),
+        is_safety=False,
+    ),
+    Question(
+        "phone",
+        TEXT,
+        N_("Phone number"),
+        "about_you",
+        text_kind="tel",
+        why=N_("So the clinic can call you if an answer needs checking."),
+        is_safety=False,
+    ),
+    # Appointment -------------------------------------------------------------
+    Question("appointment_date", DATE, N_("Date of your appointment"), "appointment"),
+    Question(
+        "treatment_variant",
+        SINGLE,
+        N_("Which treatment have you booked?"),
+        "appointment",
+        choices=(
+            Choice("standard", N_("Microneedling (pen, stamp or roller)")),
+            Choice("rf", N_("Radiofrequency (RF) microneedling")),
+            Choice("prp", N_("Microneedling with PRP (your own blood plasma)")),
+            Choice(VARIANT_UNKNOWN, N_("I don't know")),
+        ),
+        why=N_("Some answers matter only for one kind of treatment."),
+    ),
+    Question(
+        "treatment_areas",
+        AREAS,
+        N_("Which areas will be treated?"),
+        "appointment",
+        hint=N_("Choose every area that applies."),
+        choices=TREATMENT_AREA_CHOICES,
+    ),
+    # Pregnancy ---------------------------------------------------------------
+    _ynu(
+        "pregnant",
+        "pregnancy",
+        N_("Are you pregnant, or could you be pregnant?"),
+        why=N_("We ask because treatment and numbing cream are not used in pregnancy."),
+    ),
+    _ynu(
+        "breastfeeding",
+        "pregnancy",
+        N_("Are you breastfeeding or expressing milk?"),
+        why=N_("We ask because some numbing creams are avoided while breastfeeding."),
+        choices=YN,
+    ),
+    # Medicines ---------------------------------------------------------------
+    _ynu(
+        "isotretinoin_last_12m",
+        "medicines",
+        N_(
+            "In the last 12 months, have you taken isotretinoin tablets "
+            "(Roaccutane, Accutane, Absorica, Claravis and others)?"
+        ),
+        why=N_("We ask because isotretinoin slows skin healing for months after the last dose."),
+        lookback=(12, "months"),
+    ),
+    _ynu(
+        "isotretinoin_current",
+        "medicines",
+        N_("Are you taking isotretinoin now?"),
+        asked_when=_yes("isotretinoin_last_12m"),
+    ),
+    _event_date(
+        "isotretinoin_last_dose_date",
+        "medicines",
+        N_("When did you take your last isotretinoin tablet?"),
+        _when("isotretinoin_current", "no"),
+    ),
+    _event_date(
+        "isotretinoin_planned_end_date",
+        "medicines",
+        N_("When will you take your last tablet?"),
+        _yes("isotretinoin_current"),
+        unknown_allowed=True,
+        hint=N_("Your prescriber may have told you. If you do not know, say so."),
+    ),
+    Question(
+        "topical_actives",
+        MULTI,
+        N_("In the last 7 days, have you used any of these on your skin?"),
+        "medicines",
+        hint=N_("Choose all that apply, or 'None of these'."),
+        why=N_("We ask because these make skin thinner and more sensitive for a few days."),
+        lookback=(7, "days"),
+        choices=(
+            Choice(
+                "prescription_retinoid",
+                N_("A prescription retinoid cream or gel (tretinoin, adapalene, Differin, tazarotene, trifarotene)"),
+            ),
+            Choice("retinol", N_("Retinol or retinal (vitamin A) skincare")),
+            Choice("acid_exfoliant", N_("An acid exfoliant or home peel (AHA, BHA, glycolic, lactic or salicylic acid)")),
+            Choice("benzoyl_peroxide", N_("Benzoyl peroxide (for example Acnecide, PanOxyl)")),
+            Choice(NONE, N_("None of these")),
+        ),
+    ),
+    Question(
+        "topical_actives_location",
+        AREAS,
+        N_("Where on your body did you use them?"),
+        "medicines",
+        hint=N_("Choose every place that applies."),
+        choices=LOCATION_CHOICES,
+        asked_when=_TOPICAL_USED,
+    ),
+    Question(
+        "topical_actives_still_using",
+        YES_NO,
+        N_("Are you still using them?"),
+        "medicines",
+        choices=YN,
+        asked_when=_TOPICAL_USED,
+    ),
+    _event_date(
+        "topical_actives_last_date",
+        "medicines",
+        N_("When did you last use them?"),
+        _when("topical_actives_still_using", "no"),
+        hint=N_("For example, 20 11 2026"),
+    ),
+    _ynu(
+        "anticoagulants",
+        "medicines",
+        N_(
+            "Do you take a blood thinner (anticoagulant), such as warfarin, apixaban (Eliquis), "
+            "rivaroxaban (Xarelto), edoxaban, dabigatran (Pradaxa) or heparin injections?"
+        ),
+        why=N_("We ask because these make bruising and bleeding more likely. Do not stop them."),
+    ),
+    Question(
+        "anticoagulants_which",
+        MULTI,
+        N_("Which one?"),
+        "medicines",
+        required=False,
+        asked_when=_yes("anticoagulants"),
+        choices=(
+            Choice("warfarin", N_("Warfarin")),
+            Choice("apixaban", N_("Apixaban (Eliquis)")),
+            Choice("rivaroxaban", N_("Rivaroxaban (Xarelto)")),
+            Choice("edoxaban", N_("Edoxaban (Lixiana)")),
+            Choice("dabigatran", N_("Dabigatran (Pradaxa)")),
+            Choice("heparin", N_("Heparin injections (such as Clexane)")),
+            Choice("other", N_("Another one")),
+        ),
+        is_safety=False,
+    ),
+    _ynu(
+        "antiplatelets",
+        "medicines",
+        N_(
+            "Do you take a medicine prescribed to stop blood clots, such as clopidogrel (Plavix), "
+            "prasugrel, ticagrelor (Brilique), dipyridamole, or low-dose aspirin for your heart or a stroke?"
+        ),
+        why=N_("We ask because these make bruising and bleeding more likely. Do not stop them."),
+    ),
+    Question(
+        "antiplatelets_which",
+        MULTI,
+        N_("Which one?"),
+        "medicines",
+        required=False,
+        asked_when=_yes("antiplatelets"),
+        choices=(
+            Choice("clopidogrel", N_("Clopidogrel (Plavix)")),
+            Choice("prasugrel", N_("Prasugrel (Efient)")),
+            Choice("ticagrelor", N_("Ticagrelor (Brilique)")),
+            Choice("dipyridamole", N_("Dipyridamole")),
+            Choice("aspirin_low_dose", N_("Low-dose aspirin")),
+            Choice("other", N_("Another one")),
+        ),
+        is_safety=False,
+    ),
+    _ynu(
+        "nsaid_last_7d",
+        "medicines",
+        N_(
+            "In the last 7 days, have you taken an anti-inflammatory painkiller, such as ibuprofen "
+            "(Nurofen, Advil), naproxen, diclofenac (Voltarol), mefenamic acid, or aspirin for pain or fever?"
+        ),
+        hint=N_("Do not count low-dose aspirin prescribed for your heart."),
+        why=N_("We ask because these painkillers can affect the blood used for PRP."),
+        lookback=(7, "days"),
+    ),
+    _ynu(
+        "nsaid_still_taking",
+        "medicines",
+        N_("Are you still taking it?"),
+        asked_when=_yes("nsaid_last_7d"),
+        choices=YN,
+    ),
+    _event_date(
+        "nsaid_last_dose_date",
+        "medicines",
+        N_("When did you take the last dose?"),
+        _when("nsaid_still_taking", "no"),
+        hint=N_("For example, 20 11 2026"),
+    ),
+    _ynu(
+        "systemic_steroid_last_14d",
+        "medicines",
+        N_(
+            "In the last 14 days, have you taken steroid tablets or had a steroid injection or drip "
+            "(for example prednisolone or dexamethasone)?"
+        ),
+        hint=N_("Do not count steroid creams, inhalers or nose sprays."),
+        why=N_("We ask because steroids can affect healing and the blood used for PRP."),
+        lookback=(14, "days"),
+    ),
+    _ynu(
+        "systemic_steroid_current",
+        "medicines",
+        N_("Are you still taking them?"),
+        asked_when=_yes("systemic_steroid_last_14d"),
+    ),
+    _event_date(
+        "systemic_steroid_last_or_planned_end_date",
+        "medicines",
+        N_("When was, or when will be, your last dose?"),
+        _yes("systemic_steroid_last_14d"),
+        unknown_allowed=True,
+        hint=N_("If you take them long term with no end date, say you do not know."),
+    ),
+    _ynu(
+        "immunosuppressive_meds",
+        "medicines",
+        N_(
+            "Do you take a medicine that weakens the immune system, such as long-term steroid tablets, "
+            "methotrexate, azathioprine, mycophenolate, ciclosporin, tacrolimus tablets, a biologic "
+            "injection (such as Humira) or a JAK inhibitor?"
+        ),
+        why=N_("We ask because these raise the risk of infection after treatment."),
+    ),
+    _details("immunosuppressive_meds_details", "medicines", "immunosuppressive_meds", N_("Which medicine?")),
+    # Blood and infection -------------------------------------------------------
+    _ynu(
+        "bleeding_disorder",
+        "blood_and_infection",
+        N_(
+            "Do you have a bleeding or clotting disorder, such as haemophilia, von Willebrand disease, "
+            "a low platelet count (ITP) or a clotting problem from liver disease?"
+        ),
+        why=N_("We ask because microneedling causes small amounts of bleeding."),
+    ),
+    _details("bleeding_disorder_details", "blood_and_infection", "bleeding_disorder", N_("Which disorder?")),
+    _ynu(
+        "fainting_with_blood_tests",
+        "blood_and_infection",
+        N_("Do you faint or feel faint at blood tests or needles?"),
+        why=N_("We ask because PRP treatment needs a blood sample."),
+    ),
+    _ynu(
+        "anaemia",
+        "blood_and_infection",
+        N_("Have you been told you have anaemia (low iron or low blood count), or are you being treated for it?"),
+    ),
+    _ynu("low_blood_pressure", "blood_and_infection", N_("Do you have very low blood pressure?")),
+    _ynu(
+        "difficult_venous_access",
+        "blood_and_infection",
+        N_("Have nurses often found it very hard to take blood from you?"),
+    ),
+    _ynu(
+        "blood_borne_virus",
+        "blood_and_infection",
+        N_("Are you living with HIV, hepatitis B or hepatitis C?"),
+        why=N_(
+            "We ask so the practitioner can plan your care. It is not on its own a reason to refuse treatment."
+        ),
+    ),
+    _details(
+        "blood_borne_virus_details",
+        "blood_and_infection",
+        "blood_borne_virus",
+        N_("Anything the practitioner should know (for example, is your viral load undetectable)?"),
+    ),
+    _ynu(
+        "immunosuppressive_condition",
+        "blood_and_infection",
+        N_(
+            "Do you have a condition that weakens your immune system, such as an organ transplant, "
+            "an immune deficiency, or HIV that is not controlled?"
+        ),
+    ),
+    # Cancer ------------------------------------------------------------------
+    _ynu(
+        "cancer_treatment_current_or_planned",
+        "cancer",
+        N_(
+            "Are you having chemotherapy, radiotherapy, immunotherapy or targeted cancer treatment now, "
+            "or are you due to start it in the next 4 weeks?"
+        ),
+        why=N_("We ask because cancer treatment affects healing and infection risk."),
+    ),
+    _ynu(
+        "cancer_active_untreated",
+        "cancer",
+        N_("Do you have a cancer that is active or not yet treated?"),
+        hint=N_("Do not count a small basal cell or squamous cell skin cancer away from the treatment area."),
+    ),
+    _ynu(
+        "cancer_treatment_last_12m",
+        "cancer",
+        N_("In the last 12 months, did you finish chemotherapy, radiotherapy, immunotherapy or targeted cancer treatment?"),
+        lookback=(12, "months"),
+    ),
+    _event_date(
+        "cancer_treatment_end_date",
+        "cancer",
+        N_("When did that treatment finish?"),
+        _yes("cancer_treatment_last_12m"),
+    ),
+    _ynu(
+        "cancer_history",
+        "cancer",
+        N_("Have you ever had cancer, including a blood cancer such as leukaemia, lymphoma or myeloma?"),
+        hint=N_("Do not count a fully treated basal cell or squamous cell skin cancer."),
+    ),
+    _details("cancer_history_details", "cancer", "cancer_history", N_("What type, and in which year?")),
+    _ynu("radiotherapy_ever", "cancer", N_("Have you ever had radiotherapy?")),
+    _location(
+        "radiotherapy_sites",
+        "cancer",
+        "radiotherapy_ever",
+        N_("Where on your body was the radiotherapy given?"),
+    ),
+    # Long-term conditions ------------------------------------------------------
+    _ynu(
+        "diabetes",
+        "conditions",
+        N_("Do you have diabetes (any type)?"),
+        why=N_("We ask because diabetes can slow healing and raise the risk of infection."),
+    ),
+    Question(
+        "diabetes_control",
+        SINGLE,
+        N_("What has your doctor or nurse said about your diabetes control?"),
+        "conditions",
+        asked_when=_yes("diabetes"),
+        choices=(
+            Choice("well_controlled", N_("It is well controlled")),
+            Choice("poorly_controlled", N_("It is poorly controlled")),
+            Choice("not_sure", N_("I'm not sure")),
+        ),
+    ),
+    _ynu(
+        "non_healing_wound",
+        "conditions",
+        N_("Do you have a wound or ulcer that is not healing?"),
+        asked_when=_yes("diabetes"),
+    ),
+    _ynu(
+        "diabetes_admission_6m",
+        "conditions",
+        N_("In the last 6 months, have you been admitted to hospital because your sugar was too high or too low?"),
+        asked_when=_yes("diabetes"),
+    ),
+    _ynu(
+        "scleroderma_or_morphoea",
+        "conditions",
+        N_("Do you have scleroderma (systemic sclerosis) or morphoea?"),
+        why=N_("We ask because these conditions make skin scar and harden."),
+    ),
+    _ynu(
+        "autoimmune_ctd",
+        "conditions",
+        N_(
+            "Do you have lupus, dermatomyositis, rheumatoid arthritis, Sjögren's syndrome, "
+            "or another connective tissue disease?"
+        ),
+    ),
+    _details("autoimmune_ctd_details", "conditions", "autoimmune_ctd", N_("Which condition, and what treatment?")),
+    # Skin history --------------------------------------------------------------
+    _ynu("psoriasis", "skin_history", N_("Have you ever had psoriasis?"),
+         why=N_("We ask because some skin conditions can appear where the skin is injured.")),
+    _ynu("lichen_planus", "skin_history", N_("Have you ever had lichen planus?")),
+    _ynu("vitiligo", "skin_history", N_("Have you ever had vitiligo (white patches)?")),
+    _ynu(
+        "vitiligo_active_12m",
+        "skin_history",
+        N_("In the last 12 months, has a white patch appeared, grown, or appeared where your skin was hurt?"),
+        asked_when=_yes("vitiligo"),
+        lookback=(12, "months"),
+    ),
+    _event_date(
+        "vitiligo_last_activity_date",
+        "skin_history",
+        N_("When did that last happen?"),
+        _yes("vitiligo_active_12m"),
+        unknown_allowed=True,
+    ),
+    _ynu(
+        "keloid_history",
+        "skin_history",
+        N_("Have you ever had a keloid scar (a raised scar that grows bigger than the original wound)?"),
+        why=N_("We ask because needling can cause keloid scars."),
+    ),
+    _ynu(
+        "hypertrophic_scar_history",
+        "skin_history",
+        N_("Do your scars tend to be raised and thick?"),
+    ),
+    _ynu("poor_wound_healing", "skin_history", N_("Do cuts and wounds heal slowly or badly for you?")),
+    Question(
+        "fitzpatrick",
+        SINGLE,
+        N_("What happens to your skin in strong sun without sunscreen?"),
+        "skin_history",
+        why=N_("We ask because some skin types are more likely to get dark marks after treatment."),
+        choices=(
+            Choice("type_1", N_("Always burns, never tans")),
+            Choice("type_2", N_("Usually burns, tans a little")),
+            Choice("type_3", N_("Sometimes burns, tans gradually")),
+            Choice("type_4", N_("Rarely burns, tans easily")),
+            Choice("type_5", N_("Very rarely burns, tans very easily")),
+            Choice("type_6", N_("Never burns")),
+            Choice("not_sure", N_("I'm not sure")),
+        ),
+    ),
+    _ynu(
+        "pih_history",
+        "skin_history",
+        N_("Have you had dark marks that stayed after a spot, rash, burn or treatment?"),
+    ),
+    _ynu("melasma", "skin_history", N_("Do you have melasma (patches of darker skin, often on the cheeks or lip)?")),
+    _ynu(
+        "cold_sore_history",
+        "skin_history",
+        N_("Have you ever had cold sores (herpes) on your face or lips?"),
+        why=N_("We ask because treatment can bring on a cold sore; a tablet beforehand prevents it."),
+    ),
+    Question(
+        "cold_sore_frequency",
+        SINGLE,
+        N_("How often do you get them?"),
+        "skin_history",
+        required=False,
+        asked_when=_yes("cold_sore_history"),
+        choices=(
+            Choice("monthly", N_("Most months")),
+            Choice("yearly", N_("A few times a year")),
+            Choice("rarely", N_("Once a year or less")),
+        ),
+        is_safety=False,
+    ),
+    # Skin today ------------------------------------------------------------------
+    _ynu(
+        "unwell_today",
+        "skin_today",
+        N_("Do you have a fever, flu, COVID or another illness at the moment?"),
+    ),
+    _ynu(
+        "systemic_infection_treatment",
+        "skin_today",
+        N_("Are you taking antibiotic or antiviral tablets for an infection at the moment?"),
+    ),
+    _ynu(
+        "cold_sore_now",
+        "skin_today",
+        N_("Do you have a cold sore now, or the tingling that comes before one?"),
+    ),
+    _ynu(
+        "skin_infection_now",
+        "skin_today",
+        N_(
+            "Do you have a skin infection now, such as impetigo, boils, infected hair follicles, "
+            "cellulitis, ringworm, warts, molluscum or shingles?"
+        ),
+    ),
+    _location("skin_infection_location", "skin_today", "skin_infection_now", N_("Where is the infection?")),
+    _ynu("open_wound", "skin_today", N_("Do you have an open wound, cut, graze, sore or a skin area that has not healed?")),
+    _location("open_wound_location", "skin_today", "open_wound", N_("Where is it?")),
+    _ynu(
+        "rash_or_eczema_now",
+        "skin_today",
+        N_("Do you have eczema, dermatitis, a psoriasis patch, or a rash at the moment?"),
+    ),
+    _location("rash_or_eczema_location", "skin_today", "rash_or_eczema_now", N_("Where is it?")),
+    _ynu("acne_active", "skin_today", N_("Do you have red, sore or pus-filled spots (acne) at the moment?")),
+    _location("acne_active_location", "skin_today", "acne_active", N_("Where are the spots?")),
+    _ynu("rosacea_active", "skin_today", N_("Do you have a flare of rosacea with spots at the moment?")),
+    _location("rosacea_active_location", "skin_today", "rosacea_active", N_("Where is the flare?")),
+    _ynu(
+        "skin_cancer_or_lesion",
+        "skin_today",
+        N_("Do you have a skin cancer, or a new, changing or bleeding mole or spot that a doctor has not checked?"),
+        why=N_("We ask because a mole that has changed must be checked before the skin is treated."),
+    ),
+    _location("skin_cancer_or_lesion_location", "skin_today", "skin_cancer_or_lesion", N_("Where is it?")),
+    _ynu(
+        "sun_exposure_14d",
+        "skin_today",
+        N_("In the last 14 days, have you had sunburn, used a sunbed, or tanned on purpose?"),
+        lookback=(14, "days"),
+    ),
+    _event_date(
+        "sun_exposure_date",
+        "skin_today",
+        N_("When was the most recent time?"),
+        _yes("sun_exposure_14d"),
+        hint=N_("For example, 20 11 2026"),
+    ),
+    _location("sun_exposure_location", "skin_today", "sun_exposure_14d", N_("Which parts of your body?")),
+    # Implants ----------------------------------------------------------------------
+    _ynu(
+        "implanted_device",
+        "implants",
+        N_(
+            "Do you have an electronic device inside your body, such as a pacemaker, defibrillator (ICD), "
+            "heart monitor, nerve stimulator, cochlear implant, or a drug or insulin pump?"
+        ),
+        why=N_("We ask because radiofrequency energy can interfere with these devices."),
+    ),
+    _details("implanted_device_details", "implants", "implanted_device", N_("What kind of device?")),
+    _ynu(
+        "metal_implants",
+        "implants",
+        N_("Do you have metal in your body, such as plates, screws, wires, mesh, clips, stents or a joint replacement?"),
+        hint=N_("Do not count dental fillings, crowns, dental implants or braces."),
+    ),
+    _location("metal_implants_location", "implants", "metal_implants", N_("Where is the metal?")),
+    _ynu("gold_threads", "implants", N_("Do you have gold threads under your skin?")),
+    _location("gold_threads_location", "implants", "gold_threads", N_("Where are the gold threads?")),
+    _ynu("fixed_piercings", "implants", N_("Do you have a piercing that cannot be taken out?")),
+    _location("fixed_piercings_location", "implants", "fixed_piercings", N_("Where is the piercing?")),
+    _ynu(
+        "permanent_filler",
+        "implants",
+        N_(
+            "Have you ever had a permanent filler (such as silicone, PMMA or polyacrylamide), "
+            "or a filler where you do not know what was used?"
+        ),
+    ),
+    _location("permanent_filler_location", "implants", "permanent_filler", N_("Where was it injected?")),
+    _ynu("facial_implant", "implants", N_("Do you have a solid implant in your face, such as a chin or cheek implant?")),
+    _location("facial_implant_location", "implants", "facial_implant", N_("Where is the implant?")),
+]
+
+
+def _group(id, label, gate, item_type_choices=None, extra=(), why="") -> Question:
+    fields = []
+    if item_type_choices:
+        fields.append(Question("type", SINGLE, N_("What was it?"), choices=item_type_choices))
+    fields.append(
+        Question(
+            "date",
+            DATE,
+            N_("When was it?"),
+            hint=N_("If you do not remember the day, give the month and year."),
+            month_allowed=True,
+        )
+    )
+    fields.extend(extra)
+    fields.append(
+        Question("location", AREAS, N_("Where on your body?"), hint=N_("Choose every place that applies."),
+                 choices=LOCATION_CHOICES)
+    )
+    return Question(id, GROUP, label, "treatments", fields=tuple(fields), asked_when=_yes(gate), why=why)
+
+
+_QUESTIONS += [
+    _ynu(
+        "injectables_12m",
+        "treatments",
+        N_(
+            "In the last 12 months, have you had anti-wrinkle injections (such as Botox), fillers, "
+            "skin boosters or mesotherapy?"
+        ),
+        lookback=(12, "months"),
+    ),
+    _group(
+        "injectables",
+        N_("Tell us about each injection treatment"),
+        "injectables_12m",
+        (
+            Choice("botulinum_toxin", N_("Anti-wrinkle injections (Botox, Azzalure, Bocouture)")),
+            Choice("ha_filler", N_("Hyaluronic acid filler (such as Juvederm, Restylane)")),
+            Choice("biostimulator", N_("Collagen-stimulating filler (Sculptra, Radiesse)")),
+            Choice("skin_booster", N_("Skin booster (such as Profhilo)")),
+            Choice("mesotherapy", N_("Mesotherapy")),
+        ),
+        why=N_("We ask because the skin needs time to settle after injections."),
+    ),
+    _ynu(
+        "procedures_12m",
+        "treatments",
+        N_(
+            "In the last 12 months, have you had a skin treatment such as a peel, laser, IPL, "
+            "microdermabrasion, dermaplaning, waxing or threading?"
+        ),
+        lookback=(12, "months"),
+    ),
+    _group(
+        "recent_procedures",
+        N_("Tell us about each skin treatment"),
+        "procedures_12m",
+        (
+            Choice("superficial_peel", N_("Light chemical peel")),
+            Choice("microdermabrasion", N_("Microdermabrasion")),
+            Choice("dermaplaning", N_("Dermaplaning")),
+            Choice("ipl_bbl", N_("IPL or BBL light treatment")),
+            Choice("non_ablative_laser", N_("Laser hair removal, vein laser or non-ablative laser")),
+            Choice("non_needle_rf", N_("Radiofrequency skin tightening without needles")),
+            Choice("waxing", N_("Waxing")),
+            Choice("depilatory_cream", N_("Hair removal cream")),
+            Choice("electrolysis", N_("Electrolysis")),
+            Choice("threading", N_("Threading")),
+            Choice("medium_deep_peel", N_("Medium or deep chemical peel")),
+            Choice("ablative_laser", N_("Resurfacing laser (CO2 or Erbium), full or fractional")),
+            Choice("dermabrasion", N_("Dermabrasion")),
+            Choice("plasma_resurfacing", N_("Plasma resurfacing")),
+            Choice("other", N_("Something else, or I'm not sure what it was")),
+        ),
+    ),
+    _ynu("microneedling_3m", "treatments", N_("In the last 3 months, have you had microneedling?"),
+         lookback=(3, "months")),
+    _group(
+        "last_microneedling",
+        N_("Tell us about each microneedling session"),
+        "microneedling_3m",
+        extra=(
+            Question(
+                "variant",
+                SINGLE,
+                N_("Which kind?"),
+                choices=(
+                    Choice("standard", N_("Microneedling")),
+                    Choice("rf", N_("RF microneedling")),
+                    Choice("prp", N_("Microneedling with PRP")),
+                    Choice(VARIANT_UNKNOWN, N_("I don't know")),
+                ),
+            ),
+        ),
+    ),
+    _ynu(
+        "surgery_2y",
+        "treatments",
+        N_(
+            "In the last 2 years, have you had surgery with a cut or stitches (such as a facelift, eyelid surgery, "
+            "caesarean section, liposuction or a mole removal)?"
+        ),
+        lookback=(24, "months"),
+    ),
+    _group(
+        "surgery",
+        N_("Tell us about each operation"),
+        "surgery_2y",
+        (
+            Choice("facelift", N_("Facelift or neck lift")),
+            Choice("blepharoplasty", N_("Eyelid surgery")),
+            Choice("other_facial_surgery", N_("Other surgery on the face")),
+            Choice("caesarean", N_("Caesarean section")),
+            Choice("liposuction", N_("Liposuction")),
+            Choice("excision", N_("Removal of a mole, cyst or lump")),
+            Choice("other", N_("Other surgery")),
+        ),
+    ),
+    _ynu("thread_lift_2y", "treatments", N_("In the last 2 years, have you had a thread lift (dissolving threads)?"),
+         lookback=(24, "months")),
+    _group("thread_lift", N_("Tell us about each thread lift"), "thread_lift_2y"),
+    # Allergies --------------------------------------------------------------------
+    _ynu(
+        "anaesthetic_allergy",
+        "allergies",
+        N_(
+            "Have you ever had an allergy or bad reaction to a numbing cream or local anaesthetic "
+            "(lidocaine, EMLA, prilocaine, tetracaine, benzocaine)?"
+        ),
+    ),
+    _details("anaesthetic_allergy_details", "allergies", "anaesthetic_allergy", N_("Which one, and what happened?")),
+    _ynu(
+        "methaemoglobinaemia_or_g6pd",
+        "allergies",
+        N_("Do you have G6PD deficiency, methaemoglobinaemia or pseudocholinesterase deficiency?"),
+        why=N_("We ask because numbing creams are not safe with these conditions."),
+    ),
+    _ynu("metal_allergy", "allergies", N_("Are you allergic to any metal?")),
+    Question(
+        "metal_allergy_which",
+        MULTI,
+        N_("Which metals?"),
+        "allergies",
+        asked_when=_yes("metal_allergy"),
+        choices=(
+            Choice("nickel", N_("Nickel")),
+            Choice("cobalt", N_("Cobalt")),
+            Choice("chromium", N_("Chromium")),
+            Choice("stainless_steel", N_("Stainless steel")),
+            Choice("gold", N_("Gold")),
+            Choice("other", N_("Another metal")),
+            Choice("not_sure", N_("I'm not sure which")),
+        ),
+    ),
+    _ynu(
+        "product_allergies",
+        "allergies",
+        N_(
+            "Are you allergic to chlorhexidine or alcohol skin wipes, latex, hyaluronic acid serum, "
+            "or citrate (used in blood tubes)?"
+        ),
+    ),
+    _ynu(
+        "previous_microneedling_reaction",
+        "allergies",
+        N_("After microneedling before, did you have lumps, a rash or an allergic reaction?"),
+    ),
+]
+
+QUESTIONS: tuple[Question, ...] = tuple(_QUESTIONS)
+BY_ID: dict[str, Question] = {q.id: q for q in QUESTIONS}
+
+# The booking facts the engine needs besides the health answers.
+BOOKING_IDS = ("appointment_date", "treatment_variant", "treatment_areas")
+
+
+def questions_in(section_id: str) -> tuple[Question, ...]:
+    """Return the questions of one section, in order."""
+    return tuple(q for q in QUESTIONS if q.section == section_id)
+
+
+def _to_plain(q: Question) -> dict:
+    d = asdict(q)
+    d["choices"] = [{"code": c.code, "label": c.label} for c in q.choices]
+    d["fields"] = [_to_plain(f) for f in q.fields]
+    return d
+
+
+def as_plain() -> dict:
+    """Return the whole dictionary as JSON-ready data."""
+    return {
+        "version": VERSION,
+        "sections": [asdict(s) for s in SECTIONS],
+        "questions": [_to_plain(q) for q in QUESTIONS],
+    }
+
+
+def _version() -> str:
+    body = {
+        "sections": [asdict(s) for s in SECTIONS],
+        "questions": [_to_plain(q) for q in QUESTIONS],
+    }
+    digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+    return f"dd-{digest[:12]}"
+
+
+# Changes whenever any question, choice, wording or condition changes.
+VERSION = _version()

@@ -1,0 +1,1219 @@
+"""The rules engine: load ``rules.yaml``, check it against the data dictionary, evaluate answers.
+
+Pure: no Flask, no database. Conditions are data (``all`` / ``any`` / ``not`` over
+``question`` / ``op`` / ``value`` leaves) compiled once, at load, into closures.
+Nothing from the file is ever executed.
+"""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+import difflib
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Callable, Literal, Mapping, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from . import questions as qd
+
+# ---------------------------------------------------------------------------
+# Errors
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RuleProblem:
+    """One fault in a rules file: which rule, which line, what is wrong."""
+
+    rule_id: str
+    line: int | None
+    message: str
+
+    def format(self, source: str) -> str:
+        """Return the problem as ``source:line: rule 'id': message``."""
+        where = f"{source}:{self.line}" if self.line else source
+        return f"{where}: rule '{self.rule_id}': {self.message}"
+
+
+class RulesError(Exception):
+    """The rules file cannot be used; ``problems`` lists every fault found."""
+
+    def __init__(self, source: str, problems: list[RuleProblem]):
+        self.source = source
+        self.problems = problems
+        super().__init__("\n".join(p.format(source) for p in problems))
+
+
+class AnswersError(ValueError):
+    """The answers cannot be evaluated: wrong ids or types, or required answers missing."""
+
+    def __init__(self, problems: list[str], missing: list[str]):
+        self.problems = problems
+        self.missing = missing
+        lines = list(problems)
+        if missing:
+            lines.append("missing required answers: " + ", ".join(missing))
+        super().__init__("\n".join(lines))
+
+
+# ---------------------------------------------------------------------------
+# Dates
+# ---------------------------------------------------------------------------
+
+
+def add_months(day: dt.date, months: int) -> dt.date:
+    """Add calendar months; a day the target month lacks becomes the 1st of the next month."""
+    total = day.year * 12 + (day.month - 1) + months
+    year, month = divmod(total, 12)
+    month += 1
+    if day.day <= calendar.monthrange(year, month)[1]:
+        return dt.date(year, month, day.day)
+    year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return dt.date(year, month, 1)
+
+
+@dataclass(frozen=True)
+class Duration:
+    """A length of time in one unit: days, weeks, months or years."""
+
+    amount: int
+    unit: str
+
+    def after(self, day: dt.date) -> dt.date:
+        """Return the first date on which this duration has passed since ``day``."""
+        if self.unit == "days":
+            return day + dt.timedelta(days=self.amount)
+        if self.unit == "weeks":
+            return day + dt.timedelta(weeks=self.amount)
+        if self.unit == "months":
+            return add_months(day, self.amount)
+        return add_months(day, 12 * self.amount)
+
+    def max_days(self) -> int:
+        """Return the longest this duration can be, in days."""
+        per = {"days": 1, "weeks": 7, "months": 31, "years": 366}[self.unit]
+        return self.amount * per
+
+    def min_days(self) -> int:
+        """Return the shortest this duration can be, in days."""
+        per = {"days": 1, "weeks": 7, "months": 28, "years": 365}[self.unit]
+        return self.amount * per
+
+    def __str__(self) -> str:
+        unit = self.unit[:-1] if self.amount == 1 else self.unit
+        return f"{self.amount} {unit}"
+
+
+_ISO_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_ISO_MONTH = re.compile(r"^\d{4}-\d{2}$")
+
+
+def parse_answer_date(value: Any, question: qd.Question) -> dt.date | str:
+    """Return a date answer as a date (or ``unknown``); raise ValueError with a plain message."""
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("must be a date written YYYY-MM-DD")
+    if value == qd.UNKNOWN:
+        if question.unknown_allowed:
+            return qd.UNKNOWN
+        raise ValueError("cannot be 'unknown'")
+    if _ISO_DAY.match(value):
+        try:
+            return dt.date.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"'{value}' is not a real date") from None
+    if _ISO_MONTH.match(value) and question.month_allowed:
+        year, month = int(value[:4]), int(value[5:])
+        if not 1 <= month <= 12 or year < 1:
+            raise ValueError(f"'{value}' is not a real month")
+        # Only the month is known: take its last day (the conservative choice).
+        return dt.date(year, month, calendar.monthrange(year, month)[1])
+    form = "YYYY-MM-DD or YYYY-MM" if question.month_allowed else "YYYY-MM-DD"
+    raise ValueError(f"must be a date written {form}")
+
+
+# ---------------------------------------------------------------------------
+# Severities and outcomes
+# ---------------------------------------------------------------------------
+
+SEVERITIES = ("review", "defer", "do_not_treat")
+RANK = {"clear": 0, "review": 1, "defer": 2, "do_not_treat": 3}
+OUTCOME_OF = {"clear": "CLEAR", "review": "REVIEW", "defer": "DEFER", "do_not_treat": "DO_NOT_TREAT"}
+OUTCOME_RANK = {OUTCOME_OF[k]: v for k, v in RANK.items()}
+
+# ---------------------------------------------------------------------------
+# Prepared answers: validated, pruned to what was asked, normalised
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Answers checked against the dictionary and pruned to the questions actually asked."""
+
+    values: Mapping[str, Any]  # normalised: codes, frozensets, dates, tuples of item dicts
+    raw: Mapping[str, Any]  # JSON-ready: what the client answered, for explanations
+    appointment: dt.date
+    variant: str  # standard / rf / prp / unknown
+    booked: frozenset[str]  # booked areas, full_face expanded
+
+    @property
+    def booked_facial(self) -> bool:
+        """Whether any booked area is on the face."""
+        return not self.booked.isdisjoint(qd.FACIAL_AREAS)
+
+
+class _Ctx:
+    """What a compiled condition reads: the prepared answers, the variant, and the current item."""
+
+    __slots__ = ("values", "variant", "booked", "appointment", "item")
+
+    def __init__(self, prepared: Prepared, variant: str, item: Mapping[str, Any] | None = None):
+        self.values = prepared.values
+        self.variant = variant
+        self.booked = prepared.booked
+        self.appointment = prepared.appointment
+        self.item = item
+
+
+Pred = Callable[[_Ctx], bool]
+
+# ---------------------------------------------------------------------------
+# Conditions: checking and compiling
+# ---------------------------------------------------------------------------
+
+_NO_VALUE = object()
+_CHOICE_TYPES = (qd.YES_NO, qd.YES_NO_UNSURE, qd.SINGLE)
+_UNITS = ("days", "weeks", "months", "years")
+
+# op -> (question types it fits, kind of value it takes)
+OPS: dict[str, tuple[tuple[str, ...], str]] = {
+    "eq": (_CHOICE_TYPES, "code"),
+    "in": (_CHOICE_TYPES, "codes"),
+    "contains_any": ((qd.MULTI, qd.AREAS), "codes"),
+    "overlaps_booking": ((qd.AREAS,), "none"),
+    "overlaps_booking_on_face": ((qd.AREAS,), "none"),
+    "includes_facial": ((qd.AREAS,), "none"),
+    "within_last": ((qd.DATE,), "duration"),
+    "age_under": ((qd.DATE,), "years"),
+    "is_unknown": ((qd.DATE,), "none"),
+    "answered": (qd.TYPES, "none"),
+}
+
+
+def _suggest(name: str, options) -> str:
+    close = difflib.get_close_matches(str(name), list(options), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+class _Checker:
+    """Checks one rule's conditions against the dictionary and compiles them."""
+
+    def __init__(self, rule_id: str, lines: "_Lines", base: tuple, problems: list[RuleProblem],
+                 group: qd.Question | None = None):
+        self.rule_id = rule_id
+        self.lines = lines
+        self.base = base
+        self.problems = problems
+        self.group = group
+
+    def fail(self, path: tuple, message: str) -> None:
+        self.problems.append(RuleProblem(self.rule_id, self.lines.line(self.base + path), message))
+
+    # -- durations and values ------------------------------------------------
+
+    def duration(self, raw: Any, path: tuple, what: str = "window") -> Duration | None:
+        if not isinstance(raw, Mapping):
+            self.fail(path, f"{what} must be one of {', '.join(_UNITS)} with a whole number, e.g. {{months: 6}}")
+            return None
+        units = [k for k in raw if k in _UNITS]
+        other = [k for k in raw if k not in _UNITS]
+        if other:
+            self.fail(path, f"{what} has unknown key '{other[0]}'{_suggest(other[0], _UNITS)}")
+            return None
+        if len(units) != 1:
+            self.fail(path, f"{what} needs exactly one of {', '.join(_UNITS)}")
+            return None
+        amount = raw[units[0]]
+        if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+            self.fail(path, f"{what} '{units[0]}' must be a whole number above 0, not {amount!r}")
+            return None
+        return Duration(amount, units[0])
+
+    def _code(self, q: qd.Question, value: Any, path: tuple) -> str | None:
+        if isinstance(value, bool) and q.type in (qd.YES_NO, qd.YES_NO_UNSURE):
+            value = "yes" if value else "no"  # YAML 1.1 reads a bare yes/no as a boolean
+        codes = q.choice_codes()
+        if not isinstance(value, str) or value not in codes:
+            self.fail(path, f"value {value!r} is not a choice of '{q.id}'{_suggest(value, codes)}; "
+                            f"choices: {', '.join(codes)}")
+            return None
+        return value
+
+    # -- conditions ------------------------------------------------------------
+
+    def condition(self, raw: Any, path: tuple) -> Pred | None:
+        """Check one condition node and return its compiled predicate (None if faulty)."""
+        if not isinstance(raw, Mapping) or not raw:
+            self.fail(path, "a condition must be a mapping such as {question: ..., op: ..., value: ...}")
+            return None
+        keys = set(raw)
+        if keys & {"all", "any"}:
+            if len(keys) != 1:
+                self.fail(path, f"'{next(iter(keys & {'all', 'any'}))}' must stand alone in its mapping")
+                return None
+            kind = next(iter(keys))
+            items = raw[kind]
+            if not isinstance(items, list) or not items:
+                self.fail(path + (kind,), f"'{kind}' needs a non-empty list of conditions")
+                return None
+            parts = [self.condition(c, path + (kind, i)) for i, c in enumerate(items)]
+            if any(p is None for p in parts):
+                return None
+            preds = tuple(parts)
+            if kind == "all":
+                return lambda ctx: all(p(ctx) for p in preds)
+            return lambda ctx: any(p(ctx) for p in preds)
+        if "not" in keys:
+            if len(keys) != 1:
+                self.fail(path, "'not' must stand alone in its mapping")
+                return None
+            inner = self.condition(raw["not"], path + ("not",))
+            return None if inner is None else (lambda ctx: not inner(ctx))
+        if "variant" in keys:
+            return self._variant_leaf(raw, path)
+        if "any_unsure" in keys:
+            return self._unsure_leaf(raw, path)
+        if "question" in keys or "field" in keys:
+            return self._leaf(raw, path)
+        self.fail(path, f"unknown condition key '{sorted(keys)[0]}'"
+                        f"{_suggest(sorted(keys)[0], ['all', 'any', 'not', 'question', 'field', 'variant', 'any_unsure'])}")
+        return None
+
+    def _variant_leaf(self, raw: Mapping, path: tuple) -> Pred | None:
+        if set(raw) != {"variant"}:
+            self.fail(path, "'variant' must stand alone in its mapping")
+            return None
+        codes = raw["variant"]
+        if isinstance(codes, str):
+            codes = [codes]
+        if not isinstance(codes, list) or not codes:
+            self.fail(path + ("variant",), "'variant' needs a list of variants")
+            return None
+        bad = [c for c in codes if c not in qd.VARIANTS]
+        if bad:
+            self.fail(path + ("variant",), f"unknown variant '{bad[0]}'{_suggest(bad[0], qd.VARIANTS)}; "
+                                           f"variants: {', '.join(qd.VARIANTS)}")
+            return None
+        wanted = frozenset(codes)
+        return lambda ctx: ctx.variant in wanted
+
+    def _unsure_leaf(self, raw: Mapping, path: tuple) -> Pred | None:
+        spec = raw["any_unsure"]
+        if set(raw) != {"any_unsure"} or not isinstance(spec, Mapping) or set(spec) - {"except"}:
+            self.fail(path, "'any_unsure' takes only {except: [question ids]}")
+            return None
+        excluded = spec.get("except", []) or []
+        for i, qid in enumerate(excluded):
+            if qid not in qd.BY_ID:
+                self.fail(path + ("any_unsure", "except", i),
+                          f"unknown question '{qid}'{_suggest(qid, qd.BY_ID)}")
+                return None
+        ids = tuple(q.id for q in qd.QUESTIONS if q.type == qd.YES_NO_UNSURE and q.id not in excluded)
+        return lambda ctx: any(ctx.values.get(i) == "unsure" for i in ids)
+
+    def _leaf(self, raw: Mapping, path: tuple) -> Pred | None:
+        extra = set(raw) - {"question", "field", "op", "value"}
+        if extra:
+            name = sorted(extra)[0]
+            self.fail(path, f"unknown key '{name}' in a condition{_suggest(name, ['question', 'field', 'op', 'value'])}")
+            return None
+        if "question" in raw and "field" in raw:
+            self.fail(path, "a condition names a 'question' or a 'field', not both")
+            return None
+        if "field" in raw:
+            if self.group is None:
+                self.fail(path, "'field' is only allowed in a rule with 'for_each'")
+                return None
+            name = raw["field"]
+            names = [f.id for f in self.group.fields]
+            if name not in names:
+                self.fail(path + ("field",), f"unknown field '{name}' of '{self.group.id}'{_suggest(name, names)}")
+                return None
+            q = self.group.field(name)
+        else:
+            qid = raw["question"]
+            if not isinstance(qid, str) or qid not in qd.BY_ID:
+                self.fail(path + ("question",), f"unknown question '{qid}'{_suggest(qid, qd.BY_ID)}")
+                return None
+            q = qd.BY_ID[qid]
+        op = raw.get("op")
+        if op not in OPS:
+            self.fail(path + ("op",) if "op" in raw else path,
+                      f"unknown operator {op!r}{_suggest(op, OPS)}; operators: {', '.join(OPS)}")
+            return None
+        types, kind = OPS[op]
+        if q.type not in types:
+            fitting = [o for o, (t, _) in OPS.items() if q.type in t]
+            self.fail(path + ("op",), f"operator '{op}' does not fit '{q.id}', a {q.type} question; "
+                                      f"use one of: {', '.join(fitting)}")
+            return None
+        value = raw.get("value", _NO_VALUE)
+        vpath = path + ("value",)
+        if kind == "none":
+            if value is not _NO_VALUE:
+                self.fail(vpath, f"operator '{op}' takes no value")
+                return None
+        elif value is _NO_VALUE:
+            self.fail(path, f"operator '{op}' needs a value")
+            return None
+        if kind == "code":
+            value = self._code(q, value, vpath)
+            if value is None:
+                return None
+        elif kind == "codes":
+            if not isinstance(value, list) or not value:
+                self.fail(vpath, f"operator '{op}' needs a non-empty list of choices")
+                return None
+            codes = [self._code(q, v, vpath) for v in value]
+            if any(c is None for c in codes):
+                return None
+            value = frozenset(codes)
+        elif kind == "duration":
+            value = self.duration(value, vpath, what=f"'{op}'")
+            if value is None:
+                return None
+        elif kind == "years":
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 150:
+                self.fail(vpath, f"operator 'age_under' needs a whole number of years, not {value!r}")
+                return None
+        return _compile_leaf("field" in raw, q.id, op, value)
+
+
+def _compile_leaf(is_field: bool, key: str, op: str, value: Any) -> Pred:
+    """Return the predicate for one checked leaf."""
+    if is_field:
+        def get(ctx: _Ctx, key=key):
+            return ctx.item.get(key)
+    else:
+        def get(ctx: _Ctx, key=key):
+            return ctx.values.get(key)
+
+    if op == "eq":
+        return lambda ctx: get(ctx) == value
+    if op == "in":
+        return lambda ctx: get(ctx) in value
+    if op == "contains_any":
+        return lambda ctx: bool(get(ctx)) and not value.isdisjoint(get(ctx))
+    if op == "overlaps_booking":
+        return lambda ctx: bool(get(ctx)) and not qd.expand_areas(get(ctx)).isdisjoint(ctx.booked)
+    if op == "overlaps_booking_on_face":
+        facial = frozenset(qd.FACIAL_AREAS)
+        return lambda ctx: bool(get(ctx)) and not (qd.expand_areas(get(ctx)) & ctx.booked).isdisjoint(facial)
+    if op == "includes_facial":
+        facial = frozenset(qd.FACIAL_AREAS)
+        return lambda ctx: bool(get(ctx)) and not qd.expand_areas(get(ctx)).isdisjoint(facial)
+    if op == "within_last":
+        def within(ctx: _Ctx) -> bool:
+            day = get(ctx)
+            return isinstance(day, dt.date) and value.after(day) > ctx.appointment
+        return within
+    if op == "age_under":
+        years = Duration(value, "years")
+
+        def under(ctx: _Ctx) -> bool:
+            day = get(ctx)
+            return isinstance(day, dt.date) and years.after(day) > ctx.appointment
+        return under
+    if op == "is_unknown":
+        return lambda ctx: get(ctx) == qd.UNKNOWN
+    if op == "answered":
+        return lambda ctx: get(ctx) not in (None, "", (), frozenset())
+    raise AssertionError(op)  # pragma: no cover - OPS and this function list the same operators
+
+
+def _leaf_keys(raw: Any, out: list[tuple[str, str]]) -> None:
+    """Collect ("question"|"field", id) for every leaf of a checked condition."""
+    if not isinstance(raw, Mapping):
+        return
+    for kind in ("all", "any"):
+        if kind in raw:
+            for c in raw[kind]:
+                _leaf_keys(c, out)
+    if "not" in raw:
+        _leaf_keys(raw["not"], out)
+    if "question" in raw:
+        out.append(("question", raw["question"]))
+    if "field" in raw:
+        out.append(("field", raw["field"]))
+    if "variant" in raw:
+        out.append(("question", "treatment_variant"))
+    if "any_unsure" in raw:
+        out.append(("unsure", ",".join(raw["any_unsure"].get("except", []) or [])))
+    if raw.get("op") in ("overlaps_booking", "overlaps_booking_on_face"):
+        out.append(("question", "treatment_areas"))
+
+
+# ---------------------------------------------------------------------------
+# The rules file schema (pydantic) and the compiled rule set
+# ---------------------------------------------------------------------------
+
+
+class _DateSourceModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    when: dict | None = None
+    date: Union[str, dict]
+
+
+class _WindowModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    days: int | None = None
+    weeks: int | None = None
+    months: int | None = None
+    years: int | None = None
+    from_: Union[str, dict, list] = Field(alias="from")
+
+
+class _OverrideModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    variants: list[str] | None = None
+    when: dict | None = None
+    severity: Literal["do_not_treat", "defer", "review"] | None = None
+    window: dict | None = None
+
+
+class _RuleModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    title: str = Field(min_length=1)
+    severity: Literal["do_not_treat", "defer", "review"]
+    variants: Union[Literal["all"], list[str]] = "all"
+    for_each: Union[str, list[str], None] = None
+    when: dict
+    window: Union[Literal["open_ended"], dict, None] = None
+    reason: str = Field(min_length=1)
+    action: str = Field(min_length=1)
+    sources: list[str] = Field(min_length=1)
+    overrides: list[_OverrideModel] = []
+
+    @field_validator("reason", "action", "title")
+    @classmethod
+    def _one_line(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("must not be blank")
+        return " ".join(v.split())
+
+
+class _FileModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    rules: list[dict]
+
+
+@dataclass(frozen=True)
+class _DateSource:
+    when: Pred | None
+    question: str | None  # a top-level date question, or None for an item field
+    field: str | None
+
+
+@dataclass(frozen=True)
+class _Override:
+    variants: frozenset[str] | None
+    when: Pred | None
+    severity: str | None
+    duration: Duration | None
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One compiled rule."""
+
+    id: str
+    title: str
+    severity: str
+    variants: frozenset[str]
+    for_each: tuple[str, ...]
+    when: Pred
+    window_open_ended: bool
+    duration: Duration | None
+    sources: tuple[_DateSource, ...]
+    overrides: tuple[_Override, ...]
+    reason: str
+    action: str
+    references: tuple[str, ...]
+    leaf_keys: tuple[tuple[str, str], ...]
+    line: int | None
+
+
+class _Lines:
+    """Maps a path in the YAML document to its line number."""
+
+    def __init__(self, root: yaml.Node | None, problems: list[RuleProblem]):
+        self.map: dict[tuple, int] = {}
+        self.problems = problems
+        if root is not None:
+            self._walk(root, ())
+
+    def _walk(self, node: yaml.Node, path: tuple) -> None:
+        self.map[path] = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            seen = set()
+            for key, value in node.value:
+                name = key.value
+                if name in seen:
+                    self.problems.append(RuleProblem(self._rule_at(path), key.start_mark.line + 1,
+                                                     f"key '{name}' appears twice in one mapping"))
+                seen.add(name)
+                self._walk(value, path + (name,))
+                self.map.setdefault(path + (name,), key.start_mark.line + 1)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                self._walk(item, path + (i,))
+
+    def _rule_at(self, path: tuple) -> str:
+        return f"#{path[1] + 1}" if len(path) >= 2 and path[0] == "rules" else "(file)"
+
+    def line(self, path: tuple) -> int | None:
+        """Return the line of ``path``, or of its nearest ancestor that exists."""
+        path = tuple(path)
+        while path:
+            if path in self.map:
+                return self.map[path]
+            path = path[:-1]
+        return self.map.get(())
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    """A checked, compiled rules file and the digest of its bytes."""
+
+    rules: tuple[Rule, ...]
+    digest: str
+    source: str
+
+    def __len__(self) -> int:
+        return len(self.rules)
+
+    def counts(self) -> dict[str, int]:
+        """Return how many rules there are of each severity."""
+        out = {s: 0 for s in SEVERITIES}
+        for r in self.rules:
+            out[r.severity] += 1
+        return out
+
+
+def _lookback(qid: str) -> tuple[str, Duration] | None:
+    """Return how far back the question (or the gate that asks it) looks, if that is limited."""
+    seen = set()
+    while qid and qid not in seen:
+        seen.add(qid)
+        q = qd.BY_ID[qid]
+        if q.lookback is not None:
+            return q.id, Duration(*q.lookback)
+        qid = (q.asked_when or {}).get("question")
+    return None
+
+
+def _fits(window: Duration, lookback: Duration) -> bool:
+    """Whether every event that ``window`` can still count lies inside ``lookback``."""
+    months = {"months": 1, "years": 12}
+    if window.unit in months and lookback.unit in months:
+        return window.amount * months[window.unit] <= lookback.amount * months[lookback.unit]
+    return window.max_days() <= lookback.min_days()
+
+
+def _compile_rule(raw: Any, index: int, lines: _Lines, problems: list[RuleProblem]) -> Rule | None:
+    """Check one rule mapping and return it compiled (None if it has faults)."""
+    base = ("rules", index)
+    rule_id = raw.get("id") if isinstance(raw, Mapping) and isinstance(raw.get("id"), str) else f"#{index + 1}"
+    before = len(problems)
+    if not isinstance(raw, Mapping):
+        problems.append(RuleProblem(rule_id, lines.line(base), "a rule must be a mapping of id, severity, when ..."))
+        return None
+    try:
+        model = _RuleModel.model_validate(raw)
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            field_name = ".".join(str(p) for p in loc) or "rule"
+            msg = err["msg"]
+            if err["type"] == "extra_forbidden":
+                allowed = list(_RuleModel.model_fields) if len(loc) == 1 else []
+                msg = f"unknown key{_suggest(loc[-1], allowed)}"
+            elif err["type"] == "missing":
+                msg = "is required"
+            elif err["type"] == "literal_error" and loc and loc[-1] == "severity":
+                msg = f"unknown severity {err.get('input')!r}{_suggest(err.get('input'), SEVERITIES)}; " \
+                      f"severities: {', '.join(SEVERITIES)}"
+            problems.append(RuleProblem(rule_id, lines.line(base + loc), f"'{field_name}' {msg}"))
+        return None
+
+    group = None
+    if model.for_each is not None:
+        group = _merged_group(model.for_each, rule_id, lines.line(base + ("for_each",)), problems)
+        if group is None:
+            return None
+    chk = _Checker(rule_id, lines, base, problems, group)
+
+    if model.variants == "all":
+        variants = frozenset(qd.VARIANTS)
+    else:
+        bad = [v for v in model.variants if v not in qd.VARIANTS]
+        if bad or not model.variants:
+            chk.fail(("variants",), f"unknown variant '{bad[0] if bad else ''}'"
+                                    f"{_suggest(bad[0], qd.VARIANTS) if bad else ''}; "
+                                    f"variants: all, or a list of {', '.join(qd.VARIANTS)}")
+        variants = frozenset(model.variants)
+
+    when = chk.condition(raw["when"], ("when",))
+
+    # Window.
+    sources: list[_DateSource] = []
+    duration = None
+    open_ended = False
+    window = raw.get("window")
+    if model.severity == "defer" or any(o.severity == "defer" for o in model.overrides):
+        if window is None:
+            chk.fail((), "a defer rule needs a 'window': a duration with 'from', or open_ended")
+    elif window is not None:
+        chk.fail(("window",), f"a {model.severity} rule takes no 'window'")
+    if window == "open_ended":
+        open_ended = True
+    elif isinstance(window, Mapping):
+        try:
+            wmodel = _WindowModel.model_validate(window)
+        except ValidationError as exc:
+            for err in exc.errors():
+                loc = tuple("from" if p == "from_" else p for p in err["loc"])
+                msg = "is required" if err["type"] == "missing" else (
+                    f"unknown key{_suggest(loc[-1], _UNITS + ('from',))}" if err["type"] == "extra_forbidden"
+                    else err["msg"])
+                chk.fail(("window",) + loc, f"'window.{'.'.join(map(str, loc))}' {msg}")
+            wmodel = None
+        if wmodel is not None:
+            duration = chk.duration({k: v for k, v in window.items() if k != "from"}, ("window",))
+            raw_from = window["from"]
+            items = raw_from if isinstance(raw_from, list) else [{"date": raw_from}]
+            if not items:
+                chk.fail(("window", "from"), "'from' needs at least one date")
+            for i, item in enumerate(items):
+                ipath = ("window", "from", i) if isinstance(raw_from, list) else ("window", "from")
+                src = _date_source(chk, item, ipath, group)
+                if src is not None:
+                    sources.append(src)
+
+    overrides = []
+    for i, o in enumerate(model.overrides):
+        opath = ("overrides", i)
+        ov_variants = None
+        if o.variants is not None:
+            bad = [v for v in o.variants if v not in qd.VARIANTS]
+            if bad:
+                chk.fail(opath + ("variants",), f"unknown variant '{bad[0]}'{_suggest(bad[0], qd.VARIANTS)}")
+            ov_variants = frozenset(o.variants)
+        ov_when = chk.condition(o.when, opath + ("when",)) if o.when is not None else None
+        ov_duration = chk.duration(o.window, opath + ("window",)) if o.window is not None else None
+        if o.window is not None and not sources:
+            chk.fail(opath + ("window",), "an override 'window' needs the rule's own dated window")
+        if o.severity is None and o.window is None:
+            chk.fail(opath, "an override must change 'severity' or 'window'")
+        overrides.append(_Override(ov_variants, ov_when, o.severity, ov_duration))
+
+    # A window must not reach further back than the question that feeds it asks about.
+    for d in [duration] + [o.duration for o in overrides]:
+        for s in sources if d is not None else ():
+            for qid in [s.question] if s.question else group.id.split("+"):
+                found = _lookback(qid)
+                if found and not _fits(d, found[1]):
+                    chk.fail(("window",), f"window of {d} is longer than question '{found[0]}' looks back "
+                                          f"({found[1]}): a longer window needs a question that asks further back")
+
+    if len(problems) > before or when is None:
+        return None
+    keys: list[tuple[str, str]] = []
+    _leaf_keys(raw["when"], keys)
+    for o in model.overrides:
+        _leaf_keys(o.when, keys)
+    if isinstance(window, Mapping) and isinstance(window.get("from"), list):
+        for item in window["from"]:
+            _leaf_keys(item.get("when"), keys)
+    return Rule(
+        id=model.id,
+        title=model.title,
+        severity=model.severity,
+        variants=variants,
+        for_each=tuple(group.id.split("+")) if group else (),
+        when=when,
+        window_open_ended=open_ended,
+        duration=duration,
+        sources=tuple(sources),
+        overrides=tuple(overrides),
+        reason=model.reason,
+        action=model.action,
+        references=tuple(model.sources),
+        leaf_keys=tuple(dict.fromkeys(keys)),
+        line=lines.line(base),
+    )
+
+
+def _merged_group(for_each: str | list[str], rule_id: str, line: int | None,
+                  problems: list[RuleProblem]) -> qd.Question | None:
+    """Return one group whose fields are those shared by every group named in ``for_each``."""
+    names = [for_each] if isinstance(for_each, str) else list(for_each)
+    groups = [q.id for q in qd.QUESTIONS if q.type == qd.GROUP]
+    if not names:
+        problems.append(RuleProblem(rule_id, line, "'for_each' needs at least one repeatable group"))
+        return None
+    for name in names:
+        if name not in groups:
+            problems.append(RuleProblem(rule_id, line, f"'for_each' must name repeatable group questions, "
+                                                       f"not '{name}'{_suggest(name, groups)}"))
+            return None
+    first = qd.BY_ID[names[0]]
+    shared = tuple(f for f in first.fields
+                   if all(any(g.id == f.id and g.type == f.type for g in qd.BY_ID[n].fields) for n in names))
+    return qd.Question("+".join(names), qd.GROUP, first.label, fields=shared)
+
+
+def _date_source(chk: _Checker, item: Any, path: tuple, group: qd.Question | None) -> _DateSource | None:
+    """Check one entry of a window's ``from`` list."""
+    if not isinstance(item, Mapping) or "date" not in item or set(item) - {"date", "when"}:
+        chk.fail(path, "each 'from' entry is {date: question id} with an optional 'when'")
+        return None
+    when = chk.condition(item["when"], path + ("when",)) if item.get("when") is not None else None
+    ref = item["date"]
+    if isinstance(ref, Mapping) and set(ref) == {"field"}:
+        if group is None:
+            chk.fail(path, "a date 'field' is only allowed in a rule with 'for_each'")
+            return None
+        names = [f.id for f in group.fields]
+        if ref["field"] not in names or group.field(ref["field"]).type != qd.DATE:
+            dates = [f.id for f in group.fields if f.type == qd.DATE]
+            chk.fail(path, f"'{ref['field']}' is not a date field of '{group.id}'{_suggest(ref['field'], dates)}")
+            return None
+        return _DateSource(when, None, ref["field"])
+    if not isinstance(ref, str) or ref not in qd.BY_ID:
+        chk.fail(path, f"unknown date question '{ref}'{_suggest(ref, qd.BY_ID)}")
+        return None
+    if qd.BY_ID[ref].type != qd.DATE:
+        chk.fail(path, f"'{ref}' is a {qd.BY_ID[ref].type} question, not a date")
+        return None
+    if item.get("when") is not None and when is None:
+        return None
+    return _DateSource(when, ref, None)
+
+
+def parse_rules(data: bytes, source: str = "rules.yaml") -> RuleSet:
+    """Check and compile a rules file's bytes; raise RulesError listing every fault."""
+    problems: list[RuleProblem] = []
+    try:
+        text = data.decode("utf-8")
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        doc = yaml.safe_load(text)
+    except UnicodeDecodeError as exc:
+        raise RulesError(source, [RuleProblem("(file)", None, f"not UTF-8 text: {exc}")]) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise RulesError(source, [RuleProblem("(file)", line, f"not valid YAML: {problem}")]) from None
+    lines = _Lines(root, problems)
+    try:
+        _FileModel.model_validate(doc)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise RulesError(source, [RuleProblem("(file)", lines.line(tuple(first["loc"])),
+                                              "the file must be a mapping with a 'rules' list"
+                                              + (f" ({first['loc'][0]!s} is not allowed)"
+                                                 if first["type"] == "extra_forbidden" else ""))]) from None
+    compiled: list[Rule] = []
+    seen: dict[str, int] = {}
+    for i, raw in enumerate(doc["rules"]):
+        rule = _compile_rule(raw, i, lines, problems)
+        rid = raw.get("id") if isinstance(raw, Mapping) else None
+        if isinstance(rid, str):
+            if rid in seen:
+                problems.append(RuleProblem(rid, lines.line(("rules", i, "id")),
+                                            f"duplicate id: rule #{seen[rid] + 1} already uses '{rid}'"))
+            seen.setdefault(rid, i)
+        if rule is not None:
+            compiled.append(rule)
+    if not doc["rules"]:
+        problems.append(RuleProblem("(file)", lines.line(("rules",)), "the file has no rules"))
+    if problems:
+        problems.sort(key=lambda p: (p.line or 0))
+        raise RulesError(source, problems)
+    return RuleSet(rules=tuple(compiled), digest=hashlib.sha256(data).hexdigest(), source=source)
+
+
+def load_rules(path: str | Path) -> RuleSet:
+    """Read, check and compile the rules file at ``path``."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise RulesError(str(path), [RuleProblem("(file)", None, f"cannot read the file: {exc.strerror}")]) from None
+    return parse_rules(data, str(path))
+
+
+# ---------------------------------------------------------------------------
+# The dictionary's follow-up conditions, compiled with the same checker
+# ---------------------------------------------------------------------------
+
+
+def _compile_asked_when() -> dict[str, Pred]:
+    problems: list[RuleProblem] = []
+    lines = _Lines(None, problems)
+    out = {}
+    for q in qd.QUESTIONS:
+        if q.asked_when is not None:
+            chk = _Checker(f"question {q.id}", lines, (), problems)
+            out[q.id] = chk.condition(q.asked_when, ())
+    if problems:
+        raise RulesError("screening/questions.py", problems)
+    return out
+
+
+ASKED_WHEN: dict[str, Pred] = _compile_asked_when()
+
+# ---------------------------------------------------------------------------
+# Answers: check, prune, normalise
+# ---------------------------------------------------------------------------
+
+
+def _check_value(q: qd.Question, value: Any) -> tuple[Any, Any]:
+    """Return (normalised, JSON-ready) forms of one answer; raise ValueError with a plain message."""
+    t = q.type
+    if t in _CHOICE_TYPES:
+        if not isinstance(value, str) or value not in q.choice_codes():
+            raise ValueError(f"{value!r} is not one of: {', '.join(q.choice_codes())}")
+        return value, value
+    if t in (qd.MULTI, qd.AREAS):
+        if isinstance(value, str):
+            raise ValueError("must be a list of choices, e.g. [\"" + q.choice_codes()[0] + "\"]")
+        if not isinstance(value, (list, tuple)):
+            raise ValueError("must be a list of choices")
+        bad = [v for v in value if not isinstance(v, str) or v not in q.choice_codes()]
+        if bad:
+            raise ValueError(f"{bad[0]!r} is not one of: {', '.join(q.choice_codes())}")
+        if len(set(value)) != len(value):
+            raise ValueError("lists a choice twice")
+        if qd.NONE in value and len(value) > 1:
+            raise ValueError("'none' cannot be chosen with other choices")
+        return frozenset(value), list(value)
+    if t == qd.DATE:
+        day = parse_answer_date(value, q)
+        return day, day if day == qd.UNKNOWN else day.isoformat()
+    if t == qd.TEXT:
+        if not isinstance(value, str):
+            raise ValueError("must be text")
+        return value.strip(), value.strip()
+    if t == qd.GROUP:
+        if not isinstance(value, (list, tuple)):
+            raise ValueError("must be a list of items, each an object of " + ", ".join(f.id for f in q.fields))
+        items, plain = [], []
+        for n, item in enumerate(value, 1):
+            if not isinstance(item, Mapping):
+                raise ValueError(f"item {n} must be an object of " + ", ".join(f.id for f in q.fields))
+            unknown = [k for k in item if k not in {f.id for f in q.fields}]
+            if unknown:
+                raise ValueError(f"item {n} has unknown field '{unknown[0]}'"
+                                 f"{_suggest(unknown[0], [f.id for f in q.fields])}")
+            norm, raw = {}, {}
+            for f in q.fields:
+                if item.get(f.id) in (None, "", []):
+                    if f.required:
+                        raise ValueError(f"item {n} is missing '{f.id}'")
+                    continue
+                try:
+                    norm[f.id], raw[f.id] = _check_value(f, item[f.id])
+                except ValueError as exc:
+                    raise ValueError(f"item {n} '{f.id}' {exc}") from None
+            items.append(MappingProxyType(norm))
+            plain.append(raw)
+        return tuple(items), plain
+    raise AssertionError(t)  # pragma: no cover
+
+
+def _blank(value: Any) -> bool:
+    return value is None or value == "" or value == [] or value == ()
+
+
+def prepare(answers: Mapping[str, Any]) -> Prepared:
+    """Check answers against the dictionary and prune those not asked; raise AnswersError."""
+    if not isinstance(answers, Mapping):
+        raise AnswersError(["answers must be an object mapping question ids to answers"], [])
+    problems: list[str] = []
+    missing: list[str] = []
+    for key in answers:
+        if key not in qd.BY_ID:
+            problems.append(f"unknown question '{key}'{_suggest(key, qd.BY_ID)}")
+    values: dict[str, Any] = {}
+    raw: dict[str, Any] = {}
+    faulty: set[str] = set()
+    # Parents come before their follow-ups in the dictionary, so one pass decides what was asked.
+    booking = dict(appointment=None, variant=None, booked=frozenset())
+    probe = _Ctx.__new__(_Ctx)
+    probe.values, probe.item = values, None
+    for q in qd.QUESTIONS:
+        cond = q.asked_when
+        if cond is not None:
+            parent = cond.get("question")
+            if parent in faulty:
+                faulty.add(q.id)
+                continue
+            if not ASKED_WHEN[q.id](probe):
+                continue  # not asked: any answer given is stale and ignored
+        value = answers.get(q.id)
+        if _blank(value):
+            if q.required:
+                missing.append(q.id)
+                faulty.add(q.id)
+            continue
+        try:
+            values[q.id], raw[q.id] = _check_value(q, value)
+        except ValueError as exc:
+            problems.append(f"'{q.id}' {exc}")
+            faulty.add(q.id)
+    if problems or missing:
+        raise AnswersError(problems, missing)
+    return Prepared(
+        values=MappingProxyType(values),
+        raw=MappingProxyType(raw),
+        appointment=values["appointment_date"],
+        variant=values["treatment_variant"],
+        booked=qd.expand_areas(values["treatment_areas"]),
+    )
+
+
+# ---------------------------------------------------------------------------
+# Evaluation
+# ---------------------------------------------------------------------------
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(_freeze(v) for v in value)
+    if isinstance(value, dict):
+        return MappingProxyType({k: _freeze(v) for k, v in value.items()})
+    return value
+
+
+def _thaw(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_thaw(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _thaw(v) for k, v in value.items()}
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return value
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One rule that fired: what, how severe, why, what to do, and when it lifts."""
+
+    id: str
+    title: str
+    severity: str
+    reason: str
+    action: str
+    lifts_on: dt.date | None
+    open_ended: bool
+    because: Mapping[str, Any]
+    variants: tuple[str, ...]
+    references: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict:
+        """Return the flag as JSON-ready data."""
+        return {
+            "id": self.id,
+            "title": self.title,
+            "severity": self.severity,
+            "reason": self.reason,
+            "action": self.action,
+            "lifts_on": self.lifts_on.isoformat() if self.lifts_on else None,
+            "open_ended": self.open_ended,
+            "because": _thaw(self.because),
+            "variants": list(self.variants),
+            "sources": list(self.references),
+        }
+
+
+@dataclass(frozen=True)
+class Result:
+    """The screening outcome for one set of answers."""
+
+    outcome: str
+    earliest_date: dt.date | None
+    open_ended: bool
+    flags: tuple[Flag, ...]
+    rules_digest: str
+    dictionary_version: str
+    variant: str
+    variants_evaluated: tuple[str, ...]
+
+    @property
+    def variant_unknown(self) -> bool:
+        """Whether the client did not know which variant was booked."""
+        return self.variant == qd.VARIANT_UNKNOWN
+
+    def to_dict(self) -> dict:
+        """Return the result as JSON-ready data."""
+        return {
+            "outcome": self.outcome,
+            "earliest_date": self.earliest_date.isoformat() if self.earliest_date else None,
+            "open_ended": self.open_ended,
+            "flags": [f.to_dict() for f in self.flags],
+            "rules_digest": self.rules_digest,
+            "dictionary_version": self.dictionary_version,
+            "variant": self.variant,
+            "variants_evaluated": list(self.variants_evaluated),
+        }
+
+
+def _because(rule: Rule, prepared: Prepared, items: list[tuple[str, int]], date_qids: set[str]) -> Mapping[str, Any]:
+    """Return the answers that raised a rule, keyed by question id."""
+    out: dict[str, Any] = {}
+    raw = prepared.raw
+    for kind, key in rule.leaf_keys:
+        if kind == "question" and key in raw:
+            out[key] = raw[key]
+        elif kind == "unsure":
+            excluded = set(key.split(",")) if key else set()
+            for q in qd.QUESTIONS:
+                if q.type == qd.YES_NO_UNSURE and q.id not in excluded and prepared.values.get(q.id) == "unsure":
+                    out[q.id] = "unsure"
+    for group, i in items:
+        out.setdefault(group, []).append(raw[group][i])
+    for qid in sorted(date_qids):
+        if qid in raw:
+            out[qid] = raw[qid]
+    if rule.variants != frozenset(qd.VARIANTS):
+        out["treatment_variant"] = raw["treatment_variant"]
+    return _freeze(out)
+
+
+def _fire(rule: Rule, prepared: Prepared, variant: str) -> Flag | None:
+    """Evaluate one rule for one variant; return its flag, or None if it does not fire."""
+    if variant not in rule.variants:
+        return None
+    ctxs: list[tuple[tuple[str, int] | None, _Ctx]]
+    if rule.for_each:
+        ctxs = [((g, i), _Ctx(prepared, variant, item))
+                for g in rule.for_each for i, item in enumerate(prepared.values.get(g, ()))]
+    else:
+        ctxs = [(None, _Ctx(prepared, variant))]
+    severity = None
+    lifts: list[dt.date] = []
+    open_ended = False
+    fired_items: list[tuple[str, int]] = []
+    date_qids: set[str] = set()
+    for index, ctx in ctxs:
+        if not rule.when(ctx):
+            continue
+        sev, duration = rule.severity, rule.duration
+        for o in rule.overrides:
+            if (o.variants is None or variant in o.variants) and (o.when is None or o.when(ctx)):
+                sev = o.severity or sev
+                duration = o.duration or duration
+                break
+        if sev == "defer":
+            if rule.window_open_ended:
+                open_ended = True
+            else:
+                start, qid = _start_date(rule, ctx)
+                if qid:
+                    date_qids.add(qid)
+                if start is None:
+                    open_ended = True  # no date can be computed from the answers
+                else:
+                    lift = duration.after(start)
+                    if lift <= ctx.appointment:
+                        continue  # the window has ended by the appointment: not a flag
+                    lifts.append(lift)
+        if severity is None or RANK[sev] > RANK[severity]:
+            severity = sev
+        if index is not None:
+            fired_items.append(index)
+    if severity is None:
+        return None
+    lifts_on = max(lifts) if severity == "defer" and lifts else None
+    return Flag(
+        id=rule.id,
+        title=rule.title,
+        severity=severity,
+        reason=rule.reason,
+        action=rule.action,
+        lifts_on=lifts_on,
+        open_ended=severity == "defer" and open_ended,
+        because=_because(rule, prepared, fired_items, date_qids),
+        variants=(variant,),
+        references=rule.references,
+    )
+
+
+def _start_date(rule: Rule, ctx: _Ctx) -> tuple[dt.date | None, str | None]:
+    """Return the event date a deferral counts from (None: open-ended) and its question id."""
+    for src in rule.sources:
+        if src.when is not None and not src.when(ctx):
+            continue
+        value = ctx.item.get(src.field) if src.field else ctx.values.get(src.question)
+        if value is None:
+            continue  # that question was not asked: try the next source
+        if value == qd.UNKNOWN:
+            return None, src.question
+        return value, src.question
+    return None, None
+
+
+def _combine(flags: list[Flag]) -> tuple[str, dt.date | None, bool]:
+    worst = max((RANK[f.severity] for f in flags), default=0)
+    outcome = OUTCOME_OF[SEVERITIES[worst - 1]] if worst else "CLEAR"
+    defers = [f for f in flags if f.severity == "defer"]
+    open_ended = any(f.open_ended for f in defers)
+    dated = [f.lifts_on for f in defers if f.lifts_on]
+    earliest = max(dated) if outcome == "DEFER" and dated else None
+    return outcome, earliest, open_ended
+
+
+def evaluate_prepared(ruleset: RuleSet, prepared: Prepared) -> Result:
+    """Evaluate checked answers against every rule and combine the flags."""
+    variants = qd.VARIANTS if prepared.variant == qd.VARIANT_UNKNOWN else (prepared.variant,)
+    merged: dict[tuple, Flag] = {}
+    for variant in variants:
+        for rule in ruleset.rules:
+            flag = _fire(rule, prepared, variant)
+            if flag is None:
+                continue
+            key = (flag.id, flag.severity, flag.lifts_on, flag.open_ended,
+                   json.dumps(_thaw(flag.because), sort_keys=True))
+            if key in merged:
+                old = merged[key]
+                merged[key] = Flag(**{**old.__dict__, "variants": old.variants + (variant,)})
+            else:
+                merged[key] = flag
+    flags = sorted(merged.values(), key=lambda f: (-RANK[f.severity], f.id, f.variants))
+    outcome, earliest, open_ended = _combine(flags)
+    return Result(
+        outcome=outcome,
+        earliest_date=earliest,
+        open_ended=open_ended,
+        flags=tuple(flags),
+        rules_digest=ruleset.digest,
+        dictionary_version=qd.VERSION,
+        variant=prepared.variant,
+        variants_evaluated=tuple(variants),
+    )
+
+
+def evaluate(ruleset: RuleSet, answers: Mapping[str, Any]) -> Result:
+    """Check ``answers`` (booking included) and evaluate them; raise AnswersError if incomplete."""
+    return evaluate_prepared(ruleset, prepare(answers))
