@@ -2,29 +2,52 @@
 
 from __future__ import annotations
 
-from flask import Flask
+import base64
+
+from flask import Flask, current_app
 
 from . import config
-from .rules import load_rules
+from .config import ROOT
+from .rules import RuleSet, load_rules
 
 
 def create_app(test_config: dict | None = None) -> Flask:
-    """Create the app: settings, the checked rules, and the CLI."""
-    app = Flask(__name__, instance_relative_config=True)
+    """Create the app: settings, the checked rules, the database, the questionnaire and the CLI."""
+    app = Flask(__name__, instance_relative_config=True, template_folder=str(ROOT / "templates"),
+                instance_path=str(ROOT / "instance"))
     app.config.update(config.from_environ())
     if test_config:
         app.config.update(test_config)
+    config.finish(app.config, app.instance_path)
     # A broken rules file stops start-up here, naming each rule and line.
     app.extensions["screening_rules"] = load_rules(app.config["RULES_PATH"])
 
-    from .cli import screening_cli
+    from .extensions import babel, csrf, db, migrate
 
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(ROOT / "migrations"))
+    csrf.init_app(app)
+    babel.init_app(app, default_domain="messages", default_translation_directories=str(ROOT / "translations"))
+
+    from . import models  # noqa: F401 - the models must be known to Flask-Migrate
+    from .cli import screening_cli
+    from .questionnaire.views import bp as questionnaire_bp
+
+    app.register_blueprint(questionnaire_bp)
     app.cli.add_command(screening_cli)
+
+    @app.context_processor
+    def clinic():
+        settings = app.config["CLINIC"]
+        return {"clinic": settings}
+
+    @app.template_filter("data_uri")
+    def data_uri(data: bytes, mime: str) -> str:
+        return f"data:{mime};base64,{base64.b64encode(data).decode()}"
+
     return app
 
 
-def current_rules():
+def current_rules() -> RuleSet:
     """Return the rule set loaded by the current app."""
-    from flask import current_app
-
     return current_app.extensions["screening_rules"]

@@ -86,3 +86,37 @@ def evaluate_cmd(source) -> None:
             click.echo("  missing required answers: " + ", ".join(exc.missing), err=True)
         sys.exit(2)
     click.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+
+
+@screening_cli.command("pdf")
+@click.argument("reference")
+@click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False, writable=True),
+              help="File to write the PDF to.")
+def pdf_cmd(reference: str, output: str) -> None:
+    """Write a stored submission's PDF to a file (rendering it first if needed)."""
+    from .errors import SubmissionNotFound
+    from .extensions import db
+    from .services import ensure_pdf, find_submission
+
+    try:
+        submission = find_submission(db.session, reference)
+    except SubmissionNotFound:
+        click.echo(f"error: no submission has the reference {reference!r}", err=True)
+        sys.exit(1)
+    data = ensure_pdf(db.session, submission, current_app.config["CLINIC"])
+    with open(output, "wb") as fh:
+        fh.write(data)
+    click.echo(f"wrote {output} ({len(data)} bytes, sha256 {submission.pdf_sha256[:16]})")
+
+
+@screening_cli.command("purge-drafts")
+def purge_drafts() -> None:
+    """Delete every expired draft."""
+    from sqlalchemy import delete
+
+    from .extensions import db
+    from .models import Draft, utcnow
+
+    count = db.session.execute(delete(Draft).where(Draft.expires_at < utcnow())).rowcount
+    db.session.commit()
+    click.echo(f"deleted {count} expired draft(s)")

@@ -2,16 +2,86 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+import re
+import secrets
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def from_environ(environ: dict[str, str] | None = None) -> dict:
+class ConfigError(RuntimeError):
+    """A setting is missing or unusable; the app refuses to start."""
+
+
+def from_environ(environ=None) -> dict:
     """Return the app settings found in the environment (SCREENING_ prefix)."""
     env = os.environ if environ is None else environ
-    out: dict = {"RULES_PATH": env.get("SCREENING_RULES_PATH", str(ROOT / "rules.yaml"))}
+    out: dict = {
+        "ENV": env.get("SCREENING_ENV", "development"),
+        "RULES_PATH": env.get("SCREENING_RULES_PATH", str(ROOT / "rules.yaml")),
+        "DRAFT_LIFETIME_HOURS": float(env.get("SCREENING_DRAFT_LIFETIME_HOURS", "24")),
+        "CLINIC_NAME": env.get("SCREENING_CLINIC_NAME", "Your clinic"),
+        "CLINIC_ACCENT": env.get("SCREENING_CLINIC_ACCENT", "#1d5f8a"),
+        "CLINIC_LOGO": env.get("SCREENING_CLINIC_LOGO", ""),
+    }
     if env.get("SCREENING_SECRET_KEY"):
         out["SECRET_KEY"] = env["SCREENING_SECRET_KEY"]
+    if env.get("SCREENING_DATABASE_URL"):
+        out["SQLALCHEMY_DATABASE_URI"] = env["SCREENING_DATABASE_URL"]
     return out
+
+
+def finish(config, instance_path: str) -> None:
+    """Fill derived settings and refuse unusable ones (raises ConfigError)."""
+    instance = Path(instance_path)
+    if not config.get("SECRET_KEY"):
+        if config["ENV"] == "production":
+            raise ConfigError("SCREENING_SECRET_KEY must be set in production")
+        instance.mkdir(parents=True, exist_ok=True)
+        key_file = instance / "secret_key"
+        if not key_file.exists():
+            key_file.write_text(secrets.token_hex(32))
+            key_file.chmod(0o600)
+        config["SECRET_KEY"] = key_file.read_text().strip()
+    if not config.get("SQLALCHEMY_DATABASE_URI"):
+        instance.mkdir(parents=True, exist_ok=True)
+        config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{instance / 'screening.db'}"
+    lifetime = dt.timedelta(hours=float(config["DRAFT_LIFETIME_HOURS"]))
+    config["DRAFT_LIFETIME"] = lifetime
+    config["PERMANENT_SESSION_LIFETIME"] = lifetime
+    config["SESSION_COOKIE_HTTPONLY"] = True
+    config["SESSION_COOKIE_SAMESITE"] = "Lax"
+    config["SESSION_COOKIE_SECURE"] = config["ENV"] == "production"
+    config["MAX_CONTENT_LENGTH"] = 256 * 1024
+    config.setdefault("WTF_CSRF_TIME_LIMIT", None)  # the token lives as long as the session
+    accent = config["CLINIC_ACCENT"]
+    if not re.fullmatch(r"#[0-9a-fA-F]{6}", accent):
+        raise ConfigError(f"SCREENING_CLINIC_ACCENT must be a colour like #1d5f8a, not {accent!r}")
+    ratio = contrast(accent, "#ffffff")
+    if ratio < 4.5:
+        raise ConfigError(f"SCREENING_CLINIC_ACCENT {accent} has a contrast of {ratio:.2f}:1 with white text; "
+                          "WCAG AA needs 4.5:1, choose a darker colour")
+    logo = config["CLINIC_LOGO"]
+    logo_bytes, logo_type = None, None
+    if logo:
+        path = Path(logo)
+        types = {".png": "image/png", ".svg": "image/svg+xml", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
+        if path.suffix.lower() not in types or not path.is_file():
+            raise ConfigError(f"SCREENING_CLINIC_LOGO must be a PNG, JPEG or SVG file; cannot use {logo!r}")
+        logo_bytes, logo_type = path.read_bytes(), types[path.suffix.lower()]
+    config["CLINIC"] = {"name": config["CLINIC_NAME"], "accent": accent, "logo": logo_bytes,
+                        "logo_type": logo_type}
+
+
+def _luminance(colour: str) -> float:
+    channels = [int(colour[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+    lin = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+
+def contrast(a: str, b: str) -> float:
+    """Return the WCAG contrast ratio of two #rrggbb colours."""
+    la, lb = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (la + 0.05) / (lb + 0.05)

@@ -64,6 +64,8 @@ class Question:
     # Dates: may the client give only a month ("2026-03")? May they say "I don't know"?
     month_allowed: bool = False
     unknown_allowed: bool = False
+    # Dates: which dates make sense: "past" (today or before), "future" (today or after) or "any".
+    dates: str = "past"
     # Text: the kind of text (``email``, ``tel``, ``name`` or plain).
     text_kind: str = ""
     # Groups: the sub-fields of each item.
@@ -216,7 +218,7 @@ def _details(id, section, parent, label, value="yes") -> Question:
     )
 
 
-def _event_date(id, section, label, asked_when, unknown_allowed=False, hint="") -> Question:
+def _event_date(id, section, label, asked_when, unknown_allowed=False, hint="", dates="past") -> Question:
     return Question(
         id=id,
         type=DATE,
@@ -226,6 +228,7 @@ def _event_date(id, section, label, asked_when, unknown_allowed=False, hint="") 
         asked_when=asked_when,
         month_allowed=True,
         unknown_allowed=unknown_allowed,
+        dates=dates,
     )
 
 
@@ -265,7 +268,8 @@ _QUESTIONS: list[Question] = [
         is_safety=False,
     ),
     # Appointment -------------------------------------------------------------
-    Question("appointment_date", DATE, N_("Date of your appointment"), "appointment"),
+    Question("appointment_date", DATE, N_("Date of your appointment"), "appointment",
+             hint=N_("For example, 15 1 2027"), dates="future"),
     Question(
         "treatment_variant",
         SINGLE,
@@ -331,6 +335,7 @@ _QUESTIONS: list[Question] = [
         _yes("isotretinoin_current"),
         unknown_allowed=True,
         hint=N_("Your prescriber may have told you. If you do not know, say so."),
+        dates="any",
     ),
     Question(
         "topical_actives",
@@ -477,6 +482,7 @@ _QUESTIONS: list[Question] = [
         _yes("systemic_steroid_last_14d"),
         unknown_allowed=True,
         hint=N_("If you take them long term with no end date, say you do not know."),
+        dates="any",
     ),
     _ynu(
         "immunosuppressive_meds",
@@ -1002,3 +1008,86 @@ def _version() -> str:
 
 # Changes whenever any question, choice, wording or condition changes.
 VERSION = _version()
+
+
+# ---------------------------------------------------------------------------
+# Pages: a few questions at a time. Follow-ups go on their parent's page.
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of the questionnaire: a heading and its top-level questions."""
+
+    id: str
+    section: str
+    title: str
+    question_ids: tuple[str, ...]
+
+
+PAGES = (
+    Page("about-you", "about_you", N_("About you"), ("full_name", "dob", "email", "phone")),
+    Page("appointment", "appointment", N_("Your appointment"),
+         ("appointment_date", "treatment_variant", "treatment_areas")),
+    Page("pregnancy", "pregnancy", N_("Pregnancy and breastfeeding"), ("pregnant", "breastfeeding")),
+    Page("isotretinoin", "medicines", N_("Acne tablets and skin products"),
+         ("isotretinoin_last_12m", "topical_actives")),
+    Page("blood-thinners", "medicines", N_("Blood thinners"), ("anticoagulants", "antiplatelets")),
+    Page("other-medicines", "medicines", N_("Painkillers, steroids and immune medicines"),
+         ("nsaid_last_7d", "systemic_steroid_last_14d", "immunosuppressive_meds")),
+    Page("blood", "blood_and_infection", N_("Bleeding and blood tests"),
+         ("bleeding_disorder", "fainting_with_blood_tests", "anaemia", "low_blood_pressure",
+          "difficult_venous_access")),
+    Page("immunity", "blood_and_infection", N_("Immunity and infections"),
+         ("blood_borne_virus", "immunosuppressive_condition")),
+    Page("cancer-now", "cancer", N_("Cancer treatment"),
+         ("cancer_treatment_current_or_planned", "cancer_active_untreated", "cancer_treatment_last_12m")),
+    Page("cancer-history", "cancer", N_("Cancer history"), ("cancer_history", "radiotherapy_ever")),
+    Page("conditions", "conditions", N_("Diabetes and long-term conditions"),
+         ("diabetes", "scleroderma_or_morphoea", "autoimmune_ctd")),
+    Page("skin-conditions", "skin_history", N_("Skin conditions"), ("psoriasis", "lichen_planus", "vitiligo")),
+    Page("scarring", "skin_history", N_("Scars and healing"),
+         ("keloid_history", "hypertrophic_scar_history", "poor_wound_healing")),
+    Page("skin-type", "skin_history", N_("Your skin type"),
+         ("fitzpatrick", "pih_history", "melasma", "cold_sore_history")),
+    Page("feeling-today", "skin_today", N_("How you feel today"),
+         ("unwell_today", "systemic_infection_treatment", "cold_sore_now")),
+    Page("skin-today", "skin_today", N_("Your skin today"),
+         ("skin_infection_now", "open_wound", "rash_or_eczema_now")),
+    Page("spots-and-sun", "skin_today", N_("Spots, moles and sun"),
+         ("acne_active", "rosacea_active", "skin_cancer_or_lesion", "sun_exposure_14d")),
+    Page("implants", "implants", N_("Devices and metal"), ("implanted_device", "metal_implants", "gold_threads")),
+    Page("fillers", "implants", N_("Piercings, fillers and implants"),
+         ("fixed_piercings", "permanent_filler", "facial_implant")),
+    Page("injections", "treatments", N_("Injections"), ("injectables_12m",)),
+    Page("skin-treatments", "treatments", N_("Skin treatments"), ("procedures_12m",)),
+    Page("microneedling", "treatments", N_("Microneedling before"), ("microneedling_3m",)),
+    Page("surgery", "treatments", N_("Surgery and thread lifts"), ("surgery_2y", "thread_lift_2y")),
+    Page("anaesthetic", "allergies", N_("Numbing creams and metals"),
+         ("anaesthetic_allergy", "methaemoglobinaemia_or_g6pd", "metal_allergy")),
+    Page("allergies", "allergies", N_("Other allergies and reactions"),
+         ("product_allergies", "previous_microneedling_reaction")),
+)
+PAGE_BY_ID = {p.id: p for p in PAGES}
+
+
+def root_of(question_id: str) -> str:
+    """Return the top-level question that (through follow-ups) asks ``question_id``."""
+    q = BY_ID[question_id]
+    while q.asked_when is not None:
+        q = BY_ID[q.asked_when["question"]]
+    return q.id
+
+
+def page_of(question_id: str) -> Page:
+    """Return the page a question is asked on."""
+    root = root_of(question_id)
+    for page in PAGES:
+        if root in page.question_ids:
+            return page
+    raise KeyError(question_id)
+
+
+def page_questions(page: Page) -> tuple[Question, ...]:
+    """Return every question on ``page`` (follow-ups included), in dictionary order."""
+    return tuple(q for q in QUESTIONS if root_of(q.id) in page.question_ids)

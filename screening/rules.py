@@ -293,8 +293,10 @@ class _Checker:
             return self._unsure_leaf(raw, path)
         if "question" in keys or "field" in keys:
             return self._leaf(raw, path)
-        self.fail(path, f"unknown condition key '{sorted(keys)[0]}'"
-                        f"{_suggest(sorted(keys)[0], ['all', 'any', 'not', 'question', 'field', 'variant', 'any_unsure'])}")
+        # Name a key that is not a condition key ('op' and 'value' are, beside 'question').
+        name = sorted(keys - {"op", "value"} or keys)[0]
+        self.fail(path, f"unknown condition key '{name}'"
+                        f"{_suggest(name, ['all', 'any', 'not', 'question', 'field', 'variant', 'any_unsure'])}")
         return None
 
     def _variant_leaf(self, raw: Mapping, path: tuple) -> Pred | None:
@@ -558,12 +560,17 @@ class _Lines:
     def __init__(self, root: yaml.Node | None, problems: list[RuleProblem]):
         self.map: dict[tuple, int] = {}
         self.problems = problems
+        self.ids: dict[int, str] = {}  # rule index -> its id, to name the rule in a problem
         if root is not None:
             self._walk(root, ())
 
     def _walk(self, node: yaml.Node, path: tuple) -> None:
         self.map[path] = node.start_mark.line + 1
         if isinstance(node, yaml.MappingNode):
+            if len(path) == 2 and path[0] == "rules":
+                for key, value in node.value:  # the last 'id' wins, as in the loaded document
+                    if key.value == "id" and value.tag == "tag:yaml.org,2002:str":
+                        self.ids[path[1]] = value.value
             seen = set()
             for key, value in node.value:
                 name = key.value
@@ -578,7 +585,9 @@ class _Lines:
                 self._walk(item, path + (i,))
 
     def _rule_at(self, path: tuple) -> str:
-        return f"#{path[1] + 1}" if len(path) >= 2 and path[0] == "rules" else "(file)"
+        if len(path) >= 2 and path[0] == "rules":
+            return self.ids.get(path[1], f"#{path[1] + 1}")
+        return "(file)"
 
     def line(self, path: tuple) -> int | None:
         """Return the line of ``path``, or of its nearest ancestor that exists."""
@@ -1217,3 +1226,18 @@ def evaluate_prepared(ruleset: RuleSet, prepared: Prepared) -> Result:
 def evaluate(ruleset: RuleSet, answers: Mapping[str, Any]) -> Result:
     """Check ``answers`` (booking included) and evaluate them; raise AnswersError if incomplete."""
     return evaluate_prepared(ruleset, prepare(answers))
+
+
+def asked_ids(answers: Mapping[str, Any]) -> list[str]:
+    """Return, in order, the ids of the questions asked given ``answers`` (follow-ups whose parent allows)."""
+    probe = _Ctx.__new__(_Ctx)
+    probe.values, probe.item = answers, None
+    asked: set[str] = set()
+    out = []
+    for q in qd.QUESTIONS:
+        if q.asked_when is not None:
+            if q.asked_when["question"] not in asked or not ASKED_WHEN[q.id](probe):
+                continue
+        asked.add(q.id)
+        out.append(q.id)
+    return out

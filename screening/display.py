@@ -1,0 +1,63 @@
+"""How answers read to people: shared by the check-answers page, the PDF and exports."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from . import questions as qd
+
+OUTCOME_TEXT = {
+    "DO_NOT_TREAT": qd.N_("Do not treat"),
+    "DEFER": qd.N_("Defer"),
+    "REVIEW": qd.N_("Practitioner review"),
+    "CLEAR": qd.N_("Clear"),
+}
+SEVERITY_TEXT = {
+    "do_not_treat": qd.N_("Do not treat"),
+    "defer": qd.N_("Defer"),
+    "review": qd.N_("Review"),
+}
+VARIANT_TEXT = {c.code: c.label for c in qd.BY_ID["treatment_variant"].choices}
+
+
+def format_date(value: Any) -> str:
+    """Return a stored date (YYYY-MM-DD, YYYY-MM or unknown) as words: 1 March 2027."""
+    if value in (None, ""):
+        return ""
+    if value == qd.UNKNOWN:
+        return "I don't know"
+    if isinstance(value, dt.date):
+        return f"{value.day} {value:%B %Y}"
+    if len(value) == 7:
+        return dt.date.fromisoformat(value + "-01").strftime("%B %Y")
+    day = dt.date.fromisoformat(value)
+    return f"{day.day} {day:%B %Y}"
+
+
+def format_answer(q: qd.Question, value: Any, translate=lambda s: s) -> str:
+    """Return one stored answer as the words the client chose."""
+    if value in (None, "", []):
+        return translate("Not answered")
+    if q.type == qd.DATE:
+        return translate(format_date(value)) if value == qd.UNKNOWN else format_date(value)
+    if q.type in (qd.YES_NO, qd.YES_NO_UNSURE, qd.SINGLE):
+        labels = {c.code: c.label for c in q.choices}
+        return translate(labels.get(value, value))
+    if q.type in (qd.MULTI, qd.AREAS):
+        labels = {c.code: c.label for c in q.choices}
+        return ", ".join(translate(labels.get(v, v)) for v in value)
+    if q.type == qd.GROUP:
+        items = []
+        for item in value:
+            parts = [format_answer(f, item.get(f.id), translate) for f in q.fields if item.get(f.id)]
+            items.append("; ".join(parts))
+        return " | ".join(items)
+    return str(value)
+
+
+def not_asked_reason(q: qd.Question, answers: dict, translate=lambda s: s) -> str:
+    """Say why a follow-up was not asked: the answer its parent was given."""
+    parent = qd.BY_ID[q.asked_when["question"]]
+    given = format_answer(parent, answers.get(parent.id), translate)
+    return translate("Not asked: the answer to “%(q)s” was “%(a)s”") % {"q": translate(parent.label), "a": given}

@@ -1,0 +1,138 @@
+"""The practitioner's PDF: plain data from a stored submission, rendered by WeasyPrint.
+
+One FontConfiguration and one parsed stylesheet serve every render in the process
+(a new one per render leaks memory). The URL fetcher allows only ``data:`` URIs and
+the app's own static files: a submission can never make the renderer reach elsewhere.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import threading
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from flask import render_template
+
+from . import questions as qd
+from .display import OUTCOME_TEXT, SEVERITY_TEXT, VARIANT_TEXT, format_answer, format_date, not_asked_reason
+from .rules import asked_ids
+
+STATIC = Path(__file__).resolve().parent / "static"
+STATIC_SCHEME = "app-static:"
+PDF_VARIANT = "pdf/a-3u"  # archival (PDF/A-3, Unicode text); tagged on top with pdf_tags=True
+
+
+class BlockedURL(ValueError):
+    """The PDF asked for a resource outside data: URIs and the app's static files."""
+
+
+def url_fetcher(url: str, timeout: int = 10, ssl_context=None) -> dict:
+    """Fetch ``data:`` URIs and ``app-static:`` files; refuse everything else."""
+    if url.startswith("data:"):
+        with urllib.request.urlopen(url) as response:  # noqa: S310 - data: only, decoded in-process
+            return {"string": response.read(), "mime_type": response.headers.get_content_type()}
+    if url.startswith(STATIC_SCHEME):
+        path = (STATIC / url[len(STATIC_SCHEME):].lstrip("/")).resolve()
+        if path.is_relative_to(STATIC) and path.is_file():
+            return {"string": path.read_bytes(), "filename": path.name}
+    raise BlockedURL(f"blocked URL in PDF: {url[:80]}")
+
+
+_lock = threading.Lock()
+_shared: dict[str, Any] = {}
+
+
+def _resources():
+    """Return the process's FontConfiguration and parsed stylesheet, made once."""
+    with _lock:
+        if not _shared:
+            from weasyprint import CSS
+            from weasyprint.text.fonts import FontConfiguration
+
+            fonts = FontConfiguration()
+            css = CSS(filename=str(STATIC / "css" / "pdf.css"), url_fetcher=url_fetcher, font_config=fonts,
+                      base_url=STATIC_SCHEME + "css/")
+            _shared.update(fonts=fonts, css=css)
+        return _shared["fonts"], _shared["css"]
+
+
+def report_context(submission, clinic: dict) -> dict:
+    """Return everything the PDF shows, as plain data taken from the stored record."""
+    answers = dict(submission.answers)
+    result = dict(submission.result)
+    asked = set(asked_ids(answers))
+    sections = []
+    for section in qd.SECTIONS:
+        rows = []
+        for q in qd.questions_in(section.id):
+            if q.id in asked:
+                rows.append({"id": q.id, "question": q.label, "answer": format_answer(q, answers.get(q.id)),
+                             "asked": True})
+            else:
+                rows.append({"id": q.id, "question": q.label, "answer": not_asked_reason(q, answers),
+                             "asked": False})
+        sections.append({"title": section.title, "rows": rows})
+    flags = []
+    for f in result["flags"]:
+        because = []
+        for qid, value in f["because"].items():
+            q = qd.BY_ID[qid]
+            because.append({"question": q.label, "answer": format_answer(q, value)})
+        flags.append({
+            "id": f["id"], "title": f["title"], "severity": f["severity"],
+            "severity_text": SEVERITY_TEXT[f["severity"]], "reason": f["reason"], "action": f["action"],
+            "lifts_on": format_date(f["lifts_on"]) if f["lifts_on"] else "",
+            "open_ended": f["open_ended"], "because": because,
+            "variants": ", ".join(VARIANT_TEXT[v] for v in f["variants"]),
+        })
+    areas = qd.BY_ID["treatment_areas"]
+    return {
+        "clinic_name": clinic["name"],
+        "reference": submission.reference,
+        "client_name": answers.get("full_name", ""),
+        "dob": format_date(answers.get("dob")),
+        "appointment_date": format_date(answers.get("appointment_date")),
+        "variant": VARIANT_TEXT[answers.get("treatment_variant")],
+        "variant_unknown": answers.get("treatment_variant") == qd.VARIANT_UNKNOWN,
+        "areas": format_answer(areas, answers.get("treatment_areas")),
+        "outcome": result["outcome"],
+        "outcome_text": OUTCOME_TEXT[result["outcome"]],
+        "earliest_date": format_date(result["earliest_date"]) if result["earliest_date"] else "",
+        "open_ended": result["open_ended"],
+        "flags": flags,
+        "sections": sections,
+        "signature_name": submission.signature_name,
+        "signed_at": _utc(submission.signed_at),
+        "submitted_at": _utc(submission.submitted_at),
+        "rules_digest": submission.rules_digest,
+        "dictionary_version": submission.dictionary_version,
+        "is_kiosk": submission.is_kiosk,
+    }
+
+
+def _utc(value: dt.datetime) -> str:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.timezone.utc)
+    return value.astimezone(dt.timezone.utc).strftime("%d %B %Y, %H:%M UTC")
+
+
+def render(context: dict) -> bytes:
+    """Render the report to PDF bytes; the same context always gives the same bytes."""
+    from weasyprint import HTML
+
+    fonts, css = _resources()
+    html = render_template("pdf/report.html", **context)
+    document = HTML(string=html, base_url=STATIC_SCHEME, url_fetcher=url_fetcher).render(
+        stylesheets=[css], font_config=fonts)
+    # Fixed metadata from the record, so that a re-render is byte-identical.
+    stamp = context["submitted_at"]
+    moment = dt.datetime.strptime(stamp, "%d %B %Y, %H:%M UTC").strftime("%Y-%m-%dT%H:%M:00Z")
+    document.metadata.created = moment
+    document.metadata.modified = moment
+    document.metadata.title = f"Screening {context['reference']}"
+    document.metadata.authors = [context["clinic_name"]]
+    identifier = hashlib.sha256(context["reference"].encode()).hexdigest()[:32].encode()
+    return document.write_pdf(pdf_variant=PDF_VARIANT, pdf_tags=True, pdf_identifier=identifier)

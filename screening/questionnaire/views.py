@@ -1,0 +1,263 @@
+"""The public questionnaire: start, pages, check answers, declaration, confirmation."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_babel import gettext as _
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, StringField
+from wtforms.validators import Length, Optional
+
+from .. import current_rules, services
+from .. import questions as qd
+from ..display import format_answer
+from ..errors import DraftNotFound, IncompleteDraft, NotSigned, SaveFailed
+from ..extensions import db
+from ..rules import asked_ids
+from .forms import error_href, form_data, page_form_class, read_page, unexpected_keys
+
+bp = Blueprint("questionnaire", __name__)
+
+PAGE_IDS = [p.id for p in qd.PAGES]
+
+
+def _today() -> dt.date:
+    return dt.date.today()
+
+
+def _draft():
+    """Return the client's live draft, or None."""
+    try:
+        return services.find_draft(db.session, session.get("draft"))
+    except DraftNotFound:
+        session.pop("draft", None)
+        return None
+
+
+def _lifetime() -> dt.timedelta:
+    return current_app.config["DRAFT_LIFETIME"]
+
+
+@bp.after_request
+def no_store(response):
+    """Keep answers out of every cache: the browser's, a proxy's, the back button's."""
+    response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+@bp.get("/")
+def start():
+    """Show what this is, how long it takes and what happens to the answers."""
+    return render_template("questionnaire/start.html", draft=_draft(), form=FlaskForm())
+
+
+@bp.post("/start")
+def begin():
+    """Start a new draft (or continue the one in progress)."""
+    form = FlaskForm()
+    if not form.validate_on_submit():
+        abort(400)
+    draft = _draft()
+    if draft is None or request.form.get("action") == "restart":
+        if draft is not None:
+            db.session.delete(draft)
+            db.session.commit()
+        draft, token = services.start_draft(db.session, _lifetime())
+        session.clear()
+        session.permanent = True
+        session["draft"] = token
+        return redirect(url_for(".page", page_id=PAGE_IDS[0]))
+    return redirect(url_for(".page", page_id=services.first_incomplete_page(draft.answers) or PAGE_IDS[0]))
+
+
+@bp.route("/q/<page_id>", methods=["GET", "POST"])
+def page(page_id: str):
+    """Ask one page of questions; save valid answers and move on."""
+    page = qd.PAGE_BY_ID.get(page_id)
+    if page is None:
+        abort(404)
+    draft = _draft()
+    if draft is None:
+        return redirect(url_for(".expired"))
+    answers = dict(draft.answers or {})
+    first_gap = services.first_incomplete_page(answers)
+    if first_gap and PAGE_IDS.index(page_id) > PAGE_IDS.index(first_gap):
+        return redirect(url_for(".page", page_id=first_gap))  # no skipping ahead
+    changing = request.args.get("change") == "1"
+    form_class = page_form_class(page)
+    if request.method == "GET":
+        form = form_class(data=form_data(page, answers))
+        return _render_page(page, form, {}, changing)
+
+    form = form_class()
+    stray = unexpected_keys(form, request.form.keys())
+    if stray:
+        return render_template("questionnaire/problem.html", page=page,
+                               message=_("This page was sent an answer to a question it does not ask. "
+                                         "Nothing was saved. Go back to the page and try again.")), 400
+    if not form.validate():
+        if "csrf_token" in form.errors:
+            abort(400)
+    action = request.form.get("action", "")
+    if action.startswith("add-"):
+        group = action[4:]
+        if group in form._fields and qd.BY_ID.get(group) and qd.BY_ID[group].type == qd.GROUP:
+            if len(form[group].entries) < form[group].max_entries:
+                form[group].append_entry()
+        return _render_page(page, form, {}, changing)
+    page_answers, errors = read_page(form, page, answers, _today())
+    if errors:
+        return _render_page(page, form, errors, changing), 400
+    services.save_answers(db.session, draft, page, page_answers, _lifetime())
+    if changing:
+        return redirect(url_for(".check") + f"#{page.question_ids[0]}")
+    index = PAGE_IDS.index(page_id)
+    if index + 1 < len(PAGE_IDS):
+        return redirect(url_for(".page", page_id=PAGE_IDS[index + 1]))
+    return redirect(url_for(".check"))
+
+
+def _render_page(page: qd.Page, form, errors: dict[str, str], changing: bool):
+    index = PAGE_IDS.index(page.id)
+    back = url_for(".check") if changing else (
+        url_for(".page", page_id=PAGE_IDS[index - 1]) if index else url_for(".start"))
+    summary = [(error_href(form, key), message) for key, message in errors.items()]
+    return render_template(
+        "questionnaire/page.html",
+        page=page,
+        form=form,
+        questions_by_id=qd.BY_ID,
+        children=_children(page),
+        errors=errors,
+        summary=summary,
+        back=back,
+        changing=changing,
+        step=index + 1,
+        steps=len(PAGE_IDS),
+    )
+
+
+def _children(page: qd.Page) -> dict[str, list[dict]]:
+    """Return each question's follow-ups on ``page``, with the answers that reveal them."""
+    out: dict[str, list[dict]] = {}
+    for q in qd.page_questions(page):
+        if q.asked_when is None:
+            continue
+        parent = qd.BY_ID[q.asked_when["question"]]
+        value = q.asked_when.get("value")
+        values = value if isinstance(value, list) else [value]
+        labels = {c.code: _(c.label) for c in parent.choices}
+        if len(values) == 1:
+            text = _("Answer this if you answered ‘%(answer)s’ above.", answer=labels[values[0]])
+        else:
+            text = _("Answer this if you chose any of the options above, other than ‘None of these’.")
+        out.setdefault(parent.id, []).append({"q": q, "show_values": values, "when_text": text})
+    return out
+
+
+@bp.get("/logo")
+def logo():
+    """Serve the clinic's logo from configuration."""
+    settings = current_app.config["CLINIC"]
+    if not settings["logo"]:
+        abort(404)
+    response = current_app.response_class(settings["logo"], mimetype=settings["logo_type"])
+    response.headers["Cache-Control"] = "public, max-age=86400"
+    return response
+
+
+@bp.get("/check")
+def check():
+    """Show every answer with a Change link."""
+    draft = _draft()
+    if draft is None:
+        return redirect(url_for(".expired"))
+    answers = dict(draft.answers or {})
+    gap = services.first_incomplete_page(answers)
+    if gap:
+        return redirect(url_for(".page", page_id=gap))
+    asked = set(asked_ids(answers))
+    pages = []
+    for page in qd.PAGES:
+        rows = [
+            {"id": q.id, "label": q.label, "answer": format_answer(q, answers.get(q.id), _)}
+            for q in qd.page_questions(page) if q.id in asked
+        ]
+        pages.append({"page": page, "rows": rows})
+    return render_template("questionnaire/check.html", pages=pages)
+
+
+class DeclarationForm(FlaskForm):
+    """The client confirms the answers and signs by typing their full name."""
+
+    confirm = BooleanField()
+    signature = StringField(validators=[Optional(), Length(max=120)])
+
+
+@bp.route("/declaration", methods=["GET", "POST"])
+def declaration():
+    """Confirm, sign and submit."""
+    draft = _draft()
+    if draft is None:
+        return redirect(url_for(".expired"))
+    answers = dict(draft.answers or {})
+    gap = services.first_incomplete_page(answers)
+    if gap:
+        return redirect(url_for(".page", page_id=gap))
+    form = DeclarationForm()
+    if request.method == "GET":
+        form.signature.data = draft.signature_name or ""
+        form.confirm.data = bool(draft.signature_name)
+        return render_template("questionnaire/declaration.html", form=form, errors={}, summary=[])
+    if not form.validate():
+        abort(400)
+    errors = {}
+    name = " ".join((form.signature.data or "").split())
+    if not form.confirm.data:
+        errors["confirm"] = _("Confirm that your answers are true and complete")
+    if not name:
+        errors["signature"] = _("Type your full name to sign")
+    elif name.casefold() != " ".join(answers.get("full_name", "").split()).casefold():
+        errors["signature"] = _("Type your full name as you gave it on the first page")
+    if errors:
+        summary = [(key, message) for key, message in errors.items()]
+        return render_template("questionnaire/declaration.html", form=form, errors=errors, summary=summary), 400
+    services.sign(db.session, draft, name)
+    try:
+        submission = services.submit(db.session, draft, current_rules())
+    except IncompleteDraft as exc:
+        return redirect(url_for(".page", page_id=exc.page_id))
+    except NotSigned:
+        return redirect(url_for(".declaration"))
+    except SaveFailed:
+        return render_template("questionnaire/not_saved.html"), 503
+    services.render_later(current_app._get_current_object(), submission.id)
+    session.clear()
+    session["reference"] = submission.reference
+    return redirect(url_for(".done"))
+
+
+@bp.get("/done")
+def done():
+    """Confirm the submission with its reference and nothing else."""
+    reference = session.get("reference")
+    if not reference:
+        return redirect(url_for(".start"))
+    return render_template("questionnaire/done.html", reference=reference)
+
+
+@bp.get("/expired")
+def expired():
+    """Explain that there is no questionnaire in progress on this device."""
+    return render_template("questionnaire/expired.html")

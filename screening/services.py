@@ -1,0 +1,206 @@
+"""Use cases: drafts, signing, submitting, PDFs. Each takes the session and commits once."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import secrets
+import threading
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session
+
+from . import questions as qd
+from .errors import DraftNotFound, IncompleteDraft, NotSigned, SaveFailed, SubmissionNotFound
+from .models import Draft, Submission, utcnow
+from .rules import AnswersError, RuleSet, evaluate
+
+log = logging.getLogger(__name__)
+
+# Letters and digits that cannot be mistaken for one another when read aloud or handwritten.
+REFERENCE_ALPHABET = "ACDEFHJKMNPRTUVWXY3479"
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_reference() -> str:
+    """Return a random reference such as ``K7QM-4TXR`` (22^8, about 5e10, possibilities)."""
+    chars = "".join(secrets.choice(REFERENCE_ALPHABET) for _ in range(8))
+    return f"{chars[:4]}-{chars[4:]}"
+
+
+def normalise_reference(text: str) -> str:
+    """Return a reference as stored, whatever case or spacing it was typed with."""
+    chars = "".join(c for c in text.upper() if c.isalnum())
+    return f"{chars[:4]}-{chars[4:]}" if len(chars) == 8 else chars
+
+
+# -- drafts ----------------------------------------------------------------------
+
+
+def start_draft(session: Session, lifetime: dt.timedelta, *, is_kiosk: bool = False) -> tuple[Draft, str]:
+    """Create an empty draft; return it and the random token for the client's cookie."""
+    now = utcnow()
+    session.execute(delete(Draft).where(Draft.expires_at < now))
+    token = secrets.token_urlsafe(32)
+    draft = Draft(token_hash=_hash(token), answers={}, is_kiosk=is_kiosk, created_at=now, updated_at=now,
+                  expires_at=now + lifetime)
+    session.add(draft)
+    session.commit()
+    return draft, token
+
+
+def find_draft(session: Session, token: str | None) -> Draft:
+    """Return the live draft for ``token``; an expired one is deleted. Raise DraftNotFound."""
+    if not token:
+        raise DraftNotFound()
+    draft = session.scalar(select(Draft).where(Draft.token_hash == _hash(token)))
+    if draft is None:
+        raise DraftNotFound()
+    expires = draft.expires_at if draft.expires_at.tzinfo else draft.expires_at.replace(tzinfo=dt.timezone.utc)
+    if expires <= utcnow():
+        session.delete(draft)
+        session.commit()
+        raise DraftNotFound()
+    return draft
+
+
+def save_answers(session: Session, draft: Draft, page: qd.Page, answers: dict[str, Any],
+                 lifetime: dt.timedelta) -> None:
+    """Store one page's answers in the draft; a change after signing clears the signature."""
+    merged = dict(draft.answers or {})
+    ids = [q.id for q in qd.page_questions(page)]
+    before = {i: merged.get(i) for i in ids}
+    for i in ids:
+        if answers.get(i) in (None, "", []):
+            merged.pop(i, None)
+        else:
+            merged[i] = answers[i]
+    if any(before[i] != merged.get(i) for i in ids):
+        draft.signature_name = None
+        draft.signed_at = None
+    draft.answers = merged
+    draft.updated_at = utcnow()
+    draft.expires_at = draft.updated_at + lifetime
+    session.commit()
+
+
+def first_incomplete_page(answers: dict[str, Any]) -> str | None:
+    """Return the id of the first page with a required answer missing, or None when complete."""
+    from .rules import asked_ids
+
+    for qid in asked_ids(answers):
+        q = qd.BY_ID[qid]
+        if q.required and answers.get(qid) in (None, "", []):
+            return qd.page_of(qid).id
+    return None
+
+
+def sign(session: Session, draft: Draft, name: str) -> None:
+    """Record the typed signature on the draft."""
+    draft.signature_name = name.strip()
+    draft.signed_at = utcnow()
+    session.commit()
+
+
+# -- submitting -------------------------------------------------------------------
+
+
+def submit(session: Session, draft: Draft, ruleset: RuleSet) -> Submission:
+    """Evaluate the signed draft and store answers, result and signature in one transaction."""
+    if not draft.signature_name or not draft.signed_at:
+        raise NotSigned()
+    answers = dict(draft.answers or {})
+    try:
+        result = evaluate(ruleset, answers)
+    except AnswersError as exc:
+        page = first_incomplete_page(answers) or qd.PAGES[0].id
+        raise IncompleteDraft(page, exc.missing or exc.problems) from None
+    from .rules import asked_ids
+
+    asked = set(asked_ids(answers))
+    stored = {k: v for k, v in answers.items() if k in asked}
+    for attempt in range(5):
+        submission = Submission(
+            reference=new_reference(),
+            answers=stored,
+            dictionary_version=result.dictionary_version,
+            rules_digest=result.rules_digest,
+            result=result.to_dict(),
+            outcome=result.outcome,
+            appointment_date=result_date(answers["appointment_date"]),
+            signature_name=draft.signature_name,
+            signed_at=draft.signed_at,
+            is_kiosk=draft.is_kiosk,
+        )
+        session.add(submission)
+        session.delete(draft)
+        try:
+            session.commit()
+            return submission
+        except IntegrityError:
+            session.rollback()  # a reference collision: draw another
+            continue
+        except OperationalError as exc:
+            session.rollback()
+            log.error("submission not stored: database error %s", type(exc.orig).__name__)
+            raise SaveFailed() from None
+    raise SaveFailed()
+
+
+def result_date(value: str) -> dt.date:
+    """Return a stored YYYY-MM-DD answer as a date."""
+    return dt.date.fromisoformat(value)
+
+
+# -- PDFs ---------------------------------------------------------------------------
+
+
+def find_submission(session: Session, reference: str) -> Submission:
+    """Return the submission with ``reference``; raise SubmissionNotFound."""
+    submission = session.scalar(select(Submission).where(Submission.reference == normalise_reference(reference)))
+    if submission is None:
+        raise SubmissionNotFound()
+    return submission
+
+
+def ensure_pdf(session: Session, submission: Submission, clinic: dict) -> bytes:
+    """Return the submission's PDF, rendering and storing it first if it is missing."""
+    if submission.pdf is not None:
+        return submission.pdf
+    from .pdf import render, report_context
+
+    data = render(report_context(submission, clinic))
+    submission.pdf = data
+    submission.pdf_sha256 = hashlib.sha256(data).hexdigest()
+    submission.pdf_rendered_at = utcnow()
+    session.commit()
+    return data
+
+
+def render_later(app: Flask, submission_id: int) -> threading.Thread:
+    """Render a submission's PDF in a background thread; a failure is logged, not raised."""
+
+    def work() -> None:
+        from .extensions import db
+
+        with app.app_context():
+            try:
+                submission = db.session.get(Submission, submission_id)
+                ensure_pdf(db.session, submission, app.config["CLINIC"])
+            except Exception:  # noqa: BLE001 - the thread must log every failure; the PDF renders on next request
+                db.session.rollback()
+                log.exception("PDF rendering failed for submission id %s; it will render on the next request",
+                              submission_id)
+            finally:
+                db.session.remove()
+
+    thread = threading.Thread(target=work, name=f"pdf-{submission_id}", daemon=True)
+    thread.start()
+    return thread

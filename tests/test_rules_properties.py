@@ -1,0 +1,175 @@
+"""Properties of the engine over generated, complete and valid answer sets (hypothesis).
+
+The strategy walks the data dictionary and answers every question, follow-ups included:
+``prepare`` prunes the follow-ups that were not asked, so turning a "no" into a "yes" finds the
+follow-ups it opens already answered.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from screening import questions as qd
+from screening.rules import evaluate, evaluate_prepared, prepare
+
+TODAY = dt.date(2026, 11, 24)
+OUTCOMES = ["CLEAR", "REVIEW", "DEFER", "DO_NOT_TREAT"]  # in rising severity
+
+SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+YES_NO_TYPES = (qd.YES_NO, qd.YES_NO_UNSURE)
+YES_NO_IDS = [q.id for q in qd.QUESTIONS if q.type in YES_NO_TYPES]
+UNSURE_IDS = [q.id for q in qd.QUESTIONS if q.type == qd.YES_NO_UNSURE]
+
+# Date questions whose answer lies in the future (a planned last dose), or either side of today.
+PLANNED = {"isotretinoin_planned_end_date"}
+LAST_OR_PLANNED = {"systemic_steroid_last_or_planned_end_date"}
+TEXTS = {"full_name": "Ann Example", "email": "ann@example.org", "phone": "07700 900123"}
+
+
+def _lookback_days(q: qd.Question | None) -> int:
+    """How far back an event answer can lie: the lookback of the gate that asks it (2 years if none)."""
+    while q is not None:
+        if q.lookback is not None:
+            amount, unit = q.lookback
+            return amount * {"days": 1, "weeks": 7, "months": 30, "years": 365}[unit]
+        q = qd.BY_ID[q.asked_when["question"]] if q.asked_when else None
+    return 730
+
+
+def _date_text(draw, day: dt.date, q: qd.Question) -> str:
+    if q.month_allowed and draw(st.integers(0, 4)) == 4:
+        return day.isoformat()[:7]  # only the month is known
+    return day.isoformat()
+
+
+@st.composite
+def dates(draw, q: qd.Question, gate: qd.Question | None = None) -> str:
+    """A realistic answer to date question ``q`` (``gate``: the question that asks a group's items)."""
+    if q.unknown_allowed and draw(st.integers(0, 5)) == 5:
+        return qd.UNKNOWN
+    if q.id == "dob":
+        return draw(st.dates(dt.date(1940, 1, 1), dt.date(2012, 12, 31))).isoformat()
+    if q.id == "appointment_date":
+        return (TODAY + dt.timedelta(days=draw(st.integers(0, 120)))).isoformat()
+    if q.id in PLANNED:
+        offset = draw(st.integers(1, 365))
+    elif q.id in LAST_OR_PLANNED:
+        offset = draw(st.integers(-_lookback_days(q), 120))
+    else:
+        offset = -draw(st.integers(0, _lookback_days(gate or q)))
+    return _date_text(draw, TODAY + dt.timedelta(days=offset), q)
+
+
+def _codes(q: qd.Question) -> list[str]:
+    return [c for c in q.choice_codes() if c != qd.NONE]
+
+
+@st.composite
+def value_of(draw, q: qd.Question, gate: qd.Question | None = None):
+    """A valid answer to a question that is not yes/no (those are chosen by ``answer_sets``)."""
+    if q.type == qd.SINGLE:
+        return draw(st.sampled_from(q.choice_codes()))
+    if q.type in (qd.MULTI, qd.AREAS):
+        picks = st.lists(st.sampled_from(_codes(q)), min_size=1, max_size=4, unique=True)
+        if qd.NONE in q.choice_codes():
+            return draw(st.one_of(st.just([qd.NONE]), picks))
+        return draw(picks)
+    if q.type == qd.DATE:
+        return draw(dates(q, gate))
+    if q.type == qd.TEXT:
+        return TEXTS.get(q.id, "Some details.")
+    if q.type == qd.GROUP:
+        gate = qd.BY_ID[q.asked_when["question"]]
+        item = st.fixed_dictionaries({f.id: value_of(f, gate) for f in q.fields})
+        return draw(st.lists(item, min_size=1, max_size=3))
+    raise AssertionError(q.type)
+
+
+@st.composite
+def answer_sets(draw) -> dict:
+    """A complete answer set: every question of the dictionary answered, follow-ups included.
+
+    Most yes/no answers are "no": a few drawn questions are "yes" and a few "unsure", so that
+    every outcome, CLEAR included, comes up often.
+    """
+    yes = draw(st.sets(st.sampled_from(YES_NO_IDS), max_size=5))
+    unsure = draw(st.sets(st.sampled_from(UNSURE_IDS), max_size=2))
+    answers: dict = {}
+    for q in qd.QUESTIONS:
+        if q.type in YES_NO_TYPES:
+            answers[q.id] = "unsure" if q.id in unsure else "yes" if q.id in yes else "no"
+        elif q.required or draw(st.booleans()):
+            answers[q.id] = draw(value_of(q))
+    return answers
+
+
+def _rank(result) -> int:
+    return OUTCOMES.index(result.outcome)
+
+
+def test_generated_answer_sets_cover_every_outcome(ruleset):
+    """The generator is not stuck on one outcome (else the properties below prove little)."""
+    seen = set()
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(answer_sets())
+    def collect(answers):
+        seen.add(evaluate(ruleset, answers).outcome)
+
+    collect()
+    assert seen == set(OUTCOMES)
+
+
+@SETTINGS
+@given(answers=answer_sets(), data=st.data())
+def test_answering_yes_instead_of_no_never_lowers_the_outcome(ruleset, answers, data):
+    prepared = prepare(answers)
+    asked_no = [qid for qid in YES_NO_IDS if prepared.values.get(qid) == "no"]
+    assume(asked_no)
+    qid = data.draw(st.sampled_from(asked_no), label="question turned to yes")
+    before = evaluate_prepared(ruleset, prepared)
+    after = evaluate(ruleset, {**answers, qid: "yes"})  # its follow-ups are already answered
+    assert _rank(after) >= _rank(before), (qid, before.outcome, after.outcome)
+
+
+@SETTINGS
+@given(answers=answer_sets(), data=st.data())
+def test_result_does_not_depend_on_rule_or_answer_order(ruleset, answers, data):
+    expected = evaluate(ruleset, answers).to_dict()
+    rules = data.draw(st.permutations(ruleset.rules), label="rule order")
+    keys = data.draw(st.permutations(list(answers)), label="answer order")
+    shuffled_rules = dataclasses.replace(ruleset, rules=tuple(rules))
+    shuffled_answers = {k: answers[k] for k in keys}
+    assert evaluate(shuffled_rules, answers).to_dict() == expected
+    assert evaluate(ruleset, shuffled_answers).to_dict() == expected
+    assert evaluate(shuffled_rules, shuffled_answers).to_dict() == expected
+
+
+@SETTINGS
+@given(answers=answer_sets())
+def test_an_unsure_answer_is_never_clear(ruleset, answers):
+    prepared = prepare(answers)
+    unsure = [qid for qid in UNSURE_IDS if prepared.values.get(qid) == "unsure"]
+    result = evaluate_prepared(ruleset, prepared)
+    if unsure:
+        assert result.outcome != "CLEAR"
+
+
+@SETTINGS
+@given(answers=answer_sets(), data=st.data())
+def test_each_asked_unsure_answer_reaches_the_practitioner(ruleset, answers, data):
+    """Answering any asked yes/no/unsure question "unsure" gives a result that is not CLEAR and names it."""
+    asked = [qid for qid in UNSURE_IDS if qid in prepare(answers).values]
+    qid = data.draw(st.sampled_from(asked), label="question answered unsure")
+    result = evaluate(ruleset, {**answers, qid: "unsure"})
+    assert result.outcome != "CLEAR"
+    flags = {f.id: f for f in result.flags}
+    if qid == "pregnant":
+        assert flags["pregnancy"].severity == "do_not_treat"
+    else:
+        assert flags["unsure_answer"].because[qid] == "unsure"
