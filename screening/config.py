@@ -25,6 +25,8 @@ def from_environ(environ=None) -> dict:
         "CLINIC_NAME": env.get("SCREENING_CLINIC_NAME", "Your clinic"),
         "CLINIC_ACCENT": env.get("SCREENING_CLINIC_ACCENT", "#1d5f8a"),
         "CLINIC_LOGO": env.get("SCREENING_CLINIC_LOGO", ""),
+        # Render each PDF in a background thread after the submit commits (off: on first request).
+        "PDF_BACKGROUND": env.get("SCREENING_PDF_BACKGROUND", "1") != "0",
     }
     if env.get("SCREENING_SECRET_KEY"):
         out["SECRET_KEY"] = env["SCREENING_SECRET_KEY"]
@@ -45,6 +47,10 @@ def finish(config, instance_path: str) -> None:
             key_file.write_text(secrets.token_hex(32))
             key_file.chmod(0o600)
         config["SECRET_KEY"] = key_file.read_text().strip()
+    uri = config.get("SQLALCHEMY_DATABASE_URI") or ""
+    if uri.startswith(("postgresql://", "postgres://")):
+        # The driver this project installs is psycopg 3.
+        config["SQLALCHEMY_DATABASE_URI"] = "postgresql+psycopg://" + uri.split("://", 1)[1]
     if not config.get("SQLALCHEMY_DATABASE_URI"):
         instance.mkdir(parents=True, exist_ok=True)
         config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{instance / 'screening.db'}"

@@ -10,7 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import threading
-import urllib.request
+import mimetypes
+import os
 from pathlib import Path
 from typing import Any
 
@@ -29,17 +30,28 @@ class BlockedURL(ValueError):
     """The PDF asked for a resource outside data: URIs and the app's static files."""
 
 
-def url_fetcher(url: str, timeout: int = 10, ssl_context=None) -> dict:
-    """Fetch ``data:`` URIs and ``app-static:`` files; refuse everything else."""
-    if url.startswith("data:"):
-        with urllib.request.urlopen(url) as response:  # noqa: S310 - data: only, decoded in-process
-            return {"string": response.read(), "mime_type": response.headers.get_content_type()}
-    if url.startswith(STATIC_SCHEME):
-        path = (STATIC / url[len(STATIC_SCHEME):].lstrip("/")).resolve()
-        if path.is_relative_to(STATIC) and path.is_file():
-            return {"string": path.read_bytes(), "filename": path.name}
-    raise BlockedURL(f"blocked URL in PDF: {url[:80]}")
+def _fetcher_class():
+    from weasyprint.urls import URLFetcher, URLFetcherResponse
 
+    class StaticOnlyFetcher(URLFetcher):
+        """Fetch ``data:`` URIs and ``app-static:`` files; refuse everything else."""
+
+        def fetch(self, url, headers=None):
+            if url.startswith("data:"):
+                return super().fetch(url, headers)  # decoded in-process by urllib's DataHandler
+            if url.startswith(STATIC_SCHEME):
+                path = (STATIC / url[len(STATIC_SCHEME):].lstrip("/")).resolve()
+                if path.is_relative_to(STATIC) and path.is_file():
+                    mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+                    return URLFetcherResponse(url, path.read_bytes(), {"Content-Type": mime})
+            raise BlockedURL(f"blocked URL in PDF: {url[:80]}")
+
+    return StaticOnlyFetcher
+
+
+# fontTools stamps each font subset with the current time unless this is set: fix it, so that
+# the same record always renders to the same bytes.
+os.environ.setdefault("SOURCE_DATE_EPOCH", "0")
 
 _lock = threading.Lock()
 _shared: dict[str, Any] = {}
@@ -52,11 +64,12 @@ def _resources():
             from weasyprint import CSS
             from weasyprint.text.fonts import FontConfiguration
 
+            fetcher = _fetcher_class()()
             fonts = FontConfiguration()
-            css = CSS(filename=str(STATIC / "css" / "pdf.css"), url_fetcher=url_fetcher, font_config=fonts,
+            css = CSS(filename=str(STATIC / "css" / "pdf.css"), url_fetcher=fetcher, font_config=fonts,
                       base_url=STATIC_SCHEME + "css/")
-            _shared.update(fonts=fonts, css=css)
-        return _shared["fonts"], _shared["css"]
+            _shared.update(fonts=fonts, css=css, fetcher=fetcher)
+        return _shared["fonts"], _shared["css"], _shared["fetcher"]
 
 
 def report_context(submission, clinic: dict) -> dict:
@@ -123,9 +136,9 @@ def render(context: dict) -> bytes:
     """Render the report to PDF bytes; the same context always gives the same bytes."""
     from weasyprint import HTML
 
-    fonts, css = _resources()
+    fonts, css, fetcher = _resources()
     html = render_template("pdf/report.html", **context)
-    document = HTML(string=html, base_url=STATIC_SCHEME, url_fetcher=url_fetcher).render(
+    document = HTML(string=html, base_url=STATIC_SCHEME, url_fetcher=fetcher).render(
         stylesheets=[css], font_config=fonts)
     # Fixed metadata from the record, so that a re-render is byte-identical.
     stamp = context["submitted_at"]

@@ -1,10 +1,56 @@
+import os
+
 import pytest
 
+from screening import create_app
 from screening.config import ROOT
+from screening.extensions import db
 from screening.rules import load_rules
+
+DATABASES = ["sqlite"] + (["postgresql"] if os.environ.get("SCREENING_TEST_DATABASE_URL") else [])
 
 
 @pytest.fixture(scope="session")
 def ruleset():
     """The shipped rules.yaml, checked and compiled."""
     return load_rules(ROOT / "rules.yaml")
+
+
+def make_app(uri: str, **extra):
+    """Return an app on ``uri`` with an empty schema."""
+    settings = {"TESTING": True, "SQLALCHEMY_DATABASE_URI": uri, "SECRET_KEY": "test-secret",
+                "CLINIC_NAME": "Test Clinic", "CLINIC": None, "PDF_BACKGROUND": False, **extra}
+    settings.pop("CLINIC")
+    app = create_app(settings)
+    with app.app_context():
+        db.drop_all()
+        db.create_all()
+    return app
+
+
+@pytest.fixture(params=DATABASES)
+def database_url(request, tmp_path):
+    """Each test runs on SQLite, and on PostgreSQL when SCREENING_TEST_DATABASE_URL is set."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'test.db'}"
+    return os.environ["SCREENING_TEST_DATABASE_URL"]
+
+
+@pytest.fixture
+def app(database_url):
+    app = make_app(database_url)
+    yield app
+    with app.app_context():
+        db.session.remove()
+        db.drop_all()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()

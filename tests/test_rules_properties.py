@@ -41,53 +41,55 @@ def _lookback_days(q: qd.Question | None) -> int:
     return 730
 
 
-def _date_text(draw, day: dt.date, q: qd.Question) -> str:
-    if q.month_allowed and draw(st.integers(0, 4)) == 4:
-        return day.isoformat()[:7]  # only the month is known
-    return day.isoformat()
+def _day(offset_days: st.SearchStrategy[int], q: qd.Question) -> st.SearchStrategy[str]:
+    """Dates ``offset_days`` from today, sometimes written as the month only where that is allowed."""
+    days = offset_days.map(lambda n: (TODAY + dt.timedelta(days=n)).isoformat())
+    if q.month_allowed:
+        days = st.tuples(days, st.integers(0, 4)).map(lambda t: t[0][:7] if t[1] == 4 else t[0])
+    return days
 
 
-@st.composite
-def dates(draw, q: qd.Question, gate: qd.Question | None = None) -> str:
-    """A realistic answer to date question ``q`` (``gate``: the question that asks a group's items)."""
-    if q.unknown_allowed and draw(st.integers(0, 5)) == 5:
-        return qd.UNKNOWN
+def date_strategy(q: qd.Question, gate: qd.Question | None = None) -> st.SearchStrategy[str]:
+    """Realistic answers to date question ``q`` (``gate``: the question that asks a group's items)."""
     if q.id == "dob":
-        return draw(st.dates(dt.date(1940, 1, 1), dt.date(2012, 12, 31))).isoformat()
-    if q.id == "appointment_date":
-        return (TODAY + dt.timedelta(days=draw(st.integers(0, 120)))).isoformat()
-    if q.id in PLANNED:
-        offset = draw(st.integers(1, 365))
+        days = st.dates(dt.date(1940, 1, 1), dt.date(2012, 12, 31)).map(dt.date.isoformat)
+    elif q.id == "appointment_date":
+        days = st.integers(0, 120).map(lambda n: (TODAY + dt.timedelta(days=n)).isoformat())
+    elif q.id in PLANNED:
+        days = _day(st.integers(1, 365), q)
     elif q.id in LAST_OR_PLANNED:
-        offset = draw(st.integers(-_lookback_days(q), 120))
+        days = _day(st.integers(-_lookback_days(q), 120), q)
     else:
-        offset = -draw(st.integers(0, _lookback_days(gate or q)))
-    return _date_text(draw, TODAY + dt.timedelta(days=offset), q)
+        days = _day(st.integers(-_lookback_days(gate or q), 0), q)
+    if q.unknown_allowed:
+        days = st.tuples(days, st.integers(0, 5)).map(lambda t: qd.UNKNOWN if t[1] == 5 else t[0])
+    return days
 
 
 def _codes(q: qd.Question) -> list[str]:
     return [c for c in q.choice_codes() if c != qd.NONE]
 
 
-@st.composite
-def value_of(draw, q: qd.Question, gate: qd.Question | None = None):
-    """A valid answer to a question that is not yes/no (those are chosen by ``answer_sets``)."""
+def strategy_for(q: qd.Question, gate: qd.Question | None = None) -> st.SearchStrategy:
+    """Valid answers to a question that is not yes/no (those are chosen by ``answer_sets``)."""
     if q.type == qd.SINGLE:
-        return draw(st.sampled_from(q.choice_codes()))
+        return st.sampled_from(q.choice_codes())
     if q.type in (qd.MULTI, qd.AREAS):
         picks = st.lists(st.sampled_from(_codes(q)), min_size=1, max_size=4, unique=True)
-        if qd.NONE in q.choice_codes():
-            return draw(st.one_of(st.just([qd.NONE]), picks))
-        return draw(picks)
+        return st.one_of(st.just([qd.NONE]), picks) if qd.NONE in q.choice_codes() else picks
     if q.type == qd.DATE:
-        return draw(dates(q, gate))
+        return date_strategy(q, gate)
     if q.type == qd.TEXT:
-        return TEXTS.get(q.id, "Some details.")
+        return st.just(TEXTS.get(q.id, "Some details."))
     if q.type == qd.GROUP:
         gate = qd.BY_ID[q.asked_when["question"]]
-        item = st.fixed_dictionaries({f.id: value_of(f, gate) for f in q.fields})
-        return draw(st.lists(item, min_size=1, max_size=3))
+        item = st.fixed_dictionaries({f.id: strategy_for(f, gate) for f in q.fields})
+        return st.lists(item, min_size=1, max_size=3)
     raise AssertionError(q.type)
+
+
+# Built once: drawing from a ready strategy is much cheaper than building one per draw.
+STRATEGIES = {q.id: strategy_for(q) for q in qd.QUESTIONS if q.type not in YES_NO_TYPES}
 
 
 @st.composite
@@ -95,7 +97,7 @@ def answer_sets(draw) -> dict:
     """A complete answer set: every question of the dictionary answered, follow-ups included.
 
     Most yes/no answers are "no": a few drawn questions are "yes" and a few "unsure", so that
-    every outcome, CLEAR included, comes up often.
+    every outcome, CLEAR included, comes up often. Optional questions are sometimes left out.
     """
     yes = draw(st.sets(st.sampled_from(YES_NO_IDS), max_size=5))
     unsure = draw(st.sets(st.sampled_from(UNSURE_IDS), max_size=2))
@@ -104,7 +106,7 @@ def answer_sets(draw) -> dict:
         if q.type in YES_NO_TYPES:
             answers[q.id] = "unsure" if q.id in unsure else "yes" if q.id in yes else "no"
         elif q.required or draw(st.booleans()):
-            answers[q.id] = draw(value_of(q))
+            answers[q.id] = draw(STRATEGIES[q.id])
     return answers
 
 

@@ -20,6 +20,7 @@ from wtforms import (
     Form,
     FormField,
     RadioField,
+    SelectChoice,
     SelectField,
     SelectMultipleField,
     StringField,
@@ -54,8 +55,8 @@ def _date_form(q: qd.Question) -> type[Form]:
     return type(f"DateParts_{q.id}", (Form,), attrs)
 
 
-def _choices(q: qd.Question) -> list[tuple[str, str]]:
-    return [(c.code, lazy_gettext(c.label)) for c in q.choices]
+def _choices(q: qd.Question) -> list[SelectChoice]:
+    return [SelectChoice(c.code, lazy_gettext(c.label)) for c in q.choices]
 
 
 def _field(q: qd.Question, in_group: bool = False):
@@ -64,7 +65,7 @@ def _field(q: qd.Question, in_group: bool = False):
     if q.type in (qd.YES_NO, qd.YES_NO_UNSURE) or (q.type == qd.SINGLE and not in_group):
         return RadioField(label, choices=_choices(q), validators=[Optional()])
     if q.type == qd.SINGLE:
-        return SelectField(label, choices=[("", lazy_gettext("Choose one"))] + _choices(q), validators=[Optional()])
+        return SelectField(label, choices=[SelectChoice("", lazy_gettext("Choose one"))] + _choices(q), validators=[Optional()])
     if q.type in (qd.MULTI, qd.AREAS):
         return MultiCheckboxField(label, choices=_choices(q), validators=[Optional()])
     if q.type == qd.DATE:

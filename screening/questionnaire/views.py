@@ -242,7 +242,8 @@ def declaration():
         return redirect(url_for(".declaration"))
     except SaveFailed:
         return render_template("questionnaire/not_saved.html"), 503
-    services.render_later(current_app._get_current_object(), submission.id)
+    if current_app.config["PDF_BACKGROUND"]:
+        services.render_later(current_app._get_current_object(), submission.id)
     session.clear()
     session["reference"] = submission.reference
     return redirect(url_for(".done"))
