@@ -7,6 +7,7 @@ the app's own static files: a submission can never make the renderer reach elsew
 
 from __future__ import annotations
 
+import atexit
 import datetime as dt
 import hashlib
 import threading
@@ -55,6 +56,7 @@ os.environ.setdefault("SOURCE_DATE_EPOCH", "0")
 
 _lock = threading.Lock()
 _shared: dict[str, Any] = {}
+atexit.register(_shared.clear)  # release the FontConfiguration before the interpreter tears down
 
 
 def _resources():
