@@ -109,7 +109,8 @@ def test_the_fetcher_allows_only_data_and_static(app):
             fetcher.fetch(url)
 
 
-def test_submit_does_not_wait_for_rendering_and_a_failure_keeps_the_submission(database_url, monkeypatch, caplog):
+def test_submit_does_not_wait_for_rendering_and_a_failure_keeps_the_submission(database_url, monkeypatch, caplog,
+                                                                               tmp_path):
     from tests.conftest import make_app
 
     app = make_app(database_url, PDF_BACKGROUND=True)
@@ -131,7 +132,7 @@ def test_submit_does_not_wait_for_rendering_and_a_failure_keeps_the_submission(d
     with app.app_context():
         row = submission(app, reference)
         assert row is not None and row.outcome == "CLEAR" and row.pdf is None
-    out = app.instance_path + "/../tests-out.pdf"
+    out = str(tmp_path / "report.pdf")
     result = runner.invoke(args=["screening", "pdf", reference.lower(), "-o", out])
     assert result.exit_code == 0, result.output
     with open(out, "rb") as fh:
