@@ -1,12 +1,24 @@
 # Two commands do all the set-up on a fresh machine:
-#   make run    set up .venv and start the app on the embedded default
-#   make test   set up .venv and run every test
+#   make run    install what is needed, migrate the SQLite database, serve http://127.0.0.1:5000
+#   make test   install what is needed and run every test
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# System libraries WeasyPrint loads (Pango, HarfBuzz's subsetter) and the PDF tools the tests use.
+SYSTEM_PACKAGES := libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fontconfig poppler-utils
 
-.PHONY: run test bench venv clean
+.PHONY: run test bench sysdeps venv clean
+
+sysdeps:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	else \
+		echo "Please install these system packages (Debian/Ubuntu names):$$missing"; exit 1; \
+	fi
 
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,16 +27,19 @@ $(STAMP): requirements.txt
 
 venv: $(STAMP)
 
-run: $(STAMP)
-	$(BIN)/flask --app wsgi screening --help
+run: sysdeps $(STAMP)
 	$(BIN)/flask --app wsgi screening check-rules
-	$(BIN)/flask --app wsgi screening evaluate examples/defer.json
+	$(BIN)/flask --app wsgi db upgrade
+	$(BIN)/flask --app wsgi run --host 127.0.0.1 --port 5000
 
-test: $(STAMP)
+test: sysdeps $(STAMP)
 	$(BIN)/python -m pytest
 
-bench: $(STAMP)
+bench: sysdeps $(STAMP)
 	$(BIN)/python bench/bench_rules.py
+	$(BIN)/python bench/bench_pages.py
+	$(BIN)/python bench/bench_pdf.py
+	$(BIN)/python bench/bench_submit.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

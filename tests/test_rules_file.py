@@ -240,7 +240,7 @@ def broken(template: str, old: str, new: str, rule: str, at: str, *words: str, m
     return Case(_edit(template, old, new, after), [(rule, at, list(words)), *more], after)
 
 
-SHIPPED_TWO_RULES = REVIEW + textwrap.indent(textwrap.dedent("""\
+DUPLICATE_IDS = REVIEW + textwrap.indent(textwrap.dedent("""\
     - id: sample_review
       title: Another rule
       severity: review
@@ -374,7 +374,7 @@ CASES = {
         "window of 14 weeks is longer than question 'microneedling_3m' looks back (3 months)",
         after="id: recent_microneedling_in_area"),
     # -- rule keys ----------------------------------------------------------------------
-    "duplicate_rule_id": Case(SHIPPED_TWO_RULES, [
+    "duplicate_rule_id": Case(DUPLICATE_IDS, [
         ("sample_review", 9, ["duplicate id", "rule #1 already uses 'sample_review'"])]),
     "duplicate_rule_id_in_shipped_file": broken(
         SHIPPED, "- id: breastfeeding", "- id: pregnancy", "pregnancy", "- id: pregnancy\n    title: Breastfeeding",
@@ -425,9 +425,9 @@ CASES = {
         "acute_illness_or_fever", "- window: {days: 3}", "an override 'window' needs the rule's own dated window",
         after="id: acute_illness_or_fever"),
     "override_unknown_severity": broken(
-        SHIPPED, "severity: do_not_treat\n    reason: There is permanent", "severity: dnt\n    reason: There is permanent",
-        "permanent_filler_or_implant_in_area", "severity: dnt", "'overrides.0.severity'",
-        after="id: permanent_filler_or_implant_in_area"),
+        SHIPPED, "severity: do_not_treat\n    reason: There is permanent",
+        "severity: dnt\n    reason: There is permanent", "permanent_filler_or_implant_in_area", "severity: dnt",
+        "'overrides.0.severity'", "unknown severity 'dnt'", after="id: permanent_filler_or_implant_in_area"),
     # -- YAML and file shape ------------------------------------------------------------
     "duplicate_yaml_key_in_rule": broken(
         REVIEW, "    when:", "    severity: do_not_treat\n    when:", "sample_review", "severity: do_not_treat",
@@ -437,7 +437,8 @@ CASES = {
         "when:", "key 'question' appears twice in one mapping"),
     "duplicate_yaml_key_in_shipped_file": broken(
         SHIPPED, "    action: Do not treat.\n", "    action: Do not treat.\n    action: Refer.\n",
-        "bleeding_disorder", "action: Refer.", "key 'action' appears twice in one mapping", after="id: bleeding_disorder"),
+        "bleeding_disorder", "action: Refer.", "key 'action' appears twice in one mapping",
+        after="id: bleeding_disorder"),
     "duplicate_top_level_key": Case("rules: []\n" + REVIEW, [("(file)", 2, ["key 'rules' appears twice"])]),
     "invalid_yaml_bad_indentation": broken(
         REVIEW, "    severity: review", "     severity: review", "(file)", "severity: review",
@@ -477,9 +478,10 @@ def test_broken_rules_file_is_rejected(case: Case):
         assert f"{where}rule '{p.rule_id}': {p.message}" in str(info.value)
 
 
-@pytest.mark.parametrize("template", [REVIEW, DEFER, GROUP, SHIPPED_TWO_RULES.replace("id: sample_review\n    title: Another",
-                                                                                       "id: sample_other\n    title: Another")],
-                         ids=["review", "defer", "group", "two_rules"])
+TWO_RULES = DUPLICATE_IDS.replace("id: sample_review\n    title: Another", "id: sample_other\n    title: Another")
+
+
+@pytest.mark.parametrize("template", [REVIEW, DEFER, GROUP, TWO_RULES], ids=["review", "defer", "group", "two_rules"])
 def test_templates_of_broken_files_are_valid(template):
     """The broken files above are valid but for the one edit each makes."""
     ruleset = parse_rules(template.encode(), "template.yaml")
