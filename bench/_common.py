@@ -17,8 +17,10 @@ if str(ROOT) not in sys.path:
 def typical_answers() -> dict:
     """A complete answer set that raises a few flags of different severities.
 
-    Isotretinoin stopped 20 days ago (defer), a history of cold sores (review), a filler in the
-    cheeks 20 days ago (an injectable in the treatment area); the appointment is 30 days from today.
+    Isotretinoin stopped 20 days ago (defer), a history of cold sores (review), a permanent filler
+    in the cheeks (review: in the treatment area), and a hyaluronic filler in the cheeks 20 days ago;
+    the appointment is 30 days from today. (That filler raises no flag: the 14-day rule for an
+    injectable in the area has ended by an appointment 30 days ahead; it still fills the PDF.)
     """
     from tests.answers import clear_answers
 
@@ -32,6 +34,8 @@ def typical_answers() -> dict:
         isotretinoin_last_dose_date=recent,
         cold_sore_history="yes",
         cold_sore_frequency="yearly",
+        permanent_filler="yes",
+        permanent_filler_location=["cheeks"],
         injectables_12m="yes",
         injectables=[{"type": "ha_filler", "date": recent, "location": ["cheeks"]}],
     )

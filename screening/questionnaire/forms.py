@@ -222,6 +222,8 @@ def _read_value(q: qd.Question, field, today: dt.date) -> tuple[Any, str | None]
     if q.type == qd.DATE:
         return _read_date(q, field.form.data if isinstance(field, FormField) else field, today)
     if field.errors:
+        if q.type == qd.TEXT:
+            return None, _("Answer must be %(n)s characters or fewer", n=TEXT_LIMITS.get(q.text_kind, 1000))
         return None, _("Select one of the options shown")
     data = field.data
     if q.type in (qd.MULTI, qd.AREAS):
