@@ -22,18 +22,23 @@ def create_app(test_config: dict | None = None) -> Flask:
     # A broken rules file stops start-up here, naming each rule and line.
     app.extensions["screening_rules"] = load_rules(app.config["RULES_PATH"])
 
-    from .extensions import babel, csrf, db, migrate
+    from .extensions import babel, csrf, db, limiter, migrate
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"))
     csrf.init_app(app)
+    limiter.init_app(app)
     babel.init_app(app, default_domain="messages", default_translation_directories=str(ROOT / "translations"))
 
     from . import models  # noqa: F401 - the models must be known to Flask-Migrate
     from .cli import screening_cli
     from .questionnaire.views import bp as questionnaire_bp
+    from .staff import views as staff_views
+    from .staff.access import check_every_view_declares_roles
 
     app.register_blueprint(questionnaire_bp)
+    app.register_blueprint(staff_views.bp)
+    check_every_view_declares_roles(app)
     app.cli.add_command(screening_cli)
 
     @app.context_processor

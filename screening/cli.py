@@ -120,3 +120,55 @@ def purge_drafts() -> None:
     count = db.session.execute(delete(Draft).where(Draft.expires_at < utcnow())).rowcount
     db.session.commit()
     click.echo(f"deleted {count} expired draft(s)")
+
+
+def _ask_password() -> str:
+    return click.prompt("Password (at least 12 characters)", hide_input=True, confirmation_prompt=True)
+
+
+@screening_cli.command("create-user")
+@click.argument("email")
+@click.option("--role", "roles", multiple=True, required=True,
+              type=click.Choice(["admin", "practitioner", "desk"]), help="Repeat for several roles.")
+@click.option("--name", default="", help="The person's name, as shown on sign-offs.")
+def create_user_cmd(email: str, roles: tuple[str, ...], name: str) -> None:
+    """Create a staff account; the password is asked for, never taken as an argument."""
+    from .extensions import db
+    from .staff.accounts import AccountError, create_user
+
+    try:
+        user = create_user(db.session, email, name, list(roles), _ask_password())
+    except AccountError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"created {user.email} ({user.roles})")
+
+
+@screening_cli.command("deactivate-user")
+@click.argument("email")
+def deactivate_user_cmd(email: str) -> None:
+    """Deactivate a staff account and end its sessions."""
+    from .extensions import db
+    from .staff.accounts import AccountError, deactivate
+
+    try:
+        user = deactivate(db.session, email)
+    except AccountError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"deactivated {user.email}")
+
+
+@screening_cli.command("reset-password")
+@click.argument("email")
+def reset_password_cmd(email: str) -> None:
+    """Set a new password for a staff account (asked for) and end its sessions."""
+    from .extensions import db
+    from .staff.accounts import AccountError, reset_password
+
+    try:
+        user = reset_password(db.session, email, _ask_password())
+    except AccountError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"new password set for {user.email}")

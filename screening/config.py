@@ -27,6 +27,14 @@ def from_environ(environ=None) -> dict:
         "CLINIC_LOGO": env.get("SCREENING_CLINIC_LOGO", ""),
         # Render each PDF in a background thread after the submit commits (off: on first request).
         "PDF_BACKGROUND": env.get("SCREENING_PDF_BACKGROUND", "1") != "0",
+        # Staff sessions: idle timeout and absolute lifetime.
+        "STAFF_IDLE_MINUTES": float(env.get("SCREENING_STAFF_IDLE_MINUTES", "15")),
+        "STAFF_SESSION_HOURS": float(env.get("SCREENING_STAFF_SESSION_HOURS", "12")),
+        # Failed sign-ins allowed per address and per account (Flask-Limiter syntax).
+        "STAFF_LOGIN_LIMIT_ADDRESS": env.get("SCREENING_LOGIN_LIMIT_ADDRESS", "20 per 15 minutes"),
+        "STAFF_LOGIN_LIMIT_ACCOUNT": env.get("SCREENING_LOGIN_LIMIT_ACCOUNT", "5 per 15 minutes"),
+        # memory:// counts per process; use redis://127.0.0.1:6379 when several workers serve the app.
+        "RATELIMIT_STORAGE_URI": env.get("SCREENING_RATELIMIT_STORAGE_URI", "memory://"),
     }
     if env.get("SCREENING_SECRET_KEY"):
         out["SECRET_KEY"] = env["SCREENING_SECRET_KEY"]
@@ -61,6 +69,11 @@ def finish(config, instance_path: str) -> None:
     config["SESSION_COOKIE_SAMESITE"] = "Lax"
     config["SESSION_COOKIE_SECURE"] = config["ENV"] == "production"
     config["MAX_CONTENT_LENGTH"] = 256 * 1024
+    config["STAFF_IDLE"] = dt.timedelta(minutes=float(config["STAFF_IDLE_MINUTES"]))
+    config["STAFF_LIFETIME"] = dt.timedelta(hours=float(config["STAFF_SESSION_HOURS"]))
+    # Where each role starts after sign-in, in order of preference.
+    config.setdefault("STAFF_HOMES", [("staff.submissions", "practitioner"), ("staff.desk", "desk"),
+                                      ("staff.audit_trail", "admin")])
     config.setdefault("WTF_CSRF_TIME_LIMIT", None)  # the token lives as long as the session
     accent = config["CLINIC_ACCENT"]
     if not re.fullmatch(r"#[0-9a-fA-F]{6}", accent):

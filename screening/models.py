@@ -36,7 +36,10 @@ class Submission(db.Model):
     """A signed, submitted questionnaire and its screening result. Never edited after it is stored."""
 
     __tablename__ = "submission"
-    __table_args__ = (Index("ix_submission_appointment_date", "appointment_date"),)
+    __table_args__ = (
+        Index("ix_submission_appointment_date", "appointment_date"),
+        Index("ix_submission_outcome_appointment", "outcome", "appointment_date"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     reference: Mapped[str] = mapped_column(String(16), unique=True)
@@ -50,6 +53,121 @@ class Submission(db.Model):
     signed_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     submitted_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     is_kiosk: Mapped[bool] = mapped_column(default=False)
+    # Search fields for the staff list, copied from the answers at submit (issue 6 may replace them
+    # with a keyed blind index): lower-cased name and the date of birth.
+    search_name: Mapped[str] = mapped_column(String(120), default="", index=True)
+    dob: Mapped[dt.date | None] = mapped_column(Date, index=True)
     pdf: Mapped[bytes | None] = mapped_column(LargeBinary)
     pdf_sha256: Mapped[str | None] = mapped_column(String(64))
     pdf_rendered_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class StaffUser(db.Model):
+    """A member of staff with their own account; roles are admin, practitioner and desk."""
+
+    __tablename__ = "staff_user"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    name: Mapped[str] = mapped_column(String(120))
+    password_hash: Mapped[str] = mapped_column(String(200))
+    roles: Mapped[str] = mapped_column(String(64))  # comma-separated: admin,practitioner,desk
+    is_active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    def has_role(self, *roles: str) -> bool:
+        """Whether the user holds any of ``roles``."""
+        mine = set(self.roles.split(","))
+        return any(r in mine for r in roles)
+
+
+class StaffSession(db.Model):
+    """A signed-in staff session, held on the server; the cookie carries only its random token."""
+
+    __tablename__ = "staff_session"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(db.ForeignKey("staff_user.id"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_seen_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    ended_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class AuditEvent(db.Model):
+    """One line of the append-only audit trail: who, what, which submission, when, from where. No health data."""
+
+    __tablename__ = "audit_event"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    actor_id: Mapped[int | None] = mapped_column(db.ForeignKey("staff_user.id"), index=True)
+    action: Mapped[str] = mapped_column(String(40), index=True)
+    submission_id: Mapped[int | None] = mapped_column(db.ForeignKey("submission.id"), index=True)
+    detail: Mapped[str] = mapped_column(String(200), default="")
+    address: Mapped[str] = mapped_column(String(64), default="")
+
+
+class Review(db.Model):
+    """A practitioner's sign-off of one submission. Stored once; never edited (addenda follow it)."""
+
+    __tablename__ = "review"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    submission_id: Mapped[int] = mapped_column(db.ForeignKey("submission.id"), unique=True)
+    practitioner_id: Mapped[int] = mapped_column(db.ForeignKey("staff_user.id"))
+    decision: Mapped[str] = mapped_column(String(32))  # proceed, proceed_with_precautions, defer, decline
+    defer_until: Mapped[dt.date | None] = mapped_column(Date)
+    note: Mapped[str] = mapped_column(Text, default="")
+    signed_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    pdf: Mapped[bytes | None] = mapped_column(LargeBinary)  # the signed-off version; the original stays
+    pdf_sha256: Mapped[str | None] = mapped_column(String(64))
+
+
+class FlagAcknowledgement(db.Model):
+    """The practitioner's acknowledgement of one flag, with a note; an override when treating despite it."""
+
+    __tablename__ = "flag_acknowledgement"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    review_id: Mapped[int] = mapped_column(db.ForeignKey("review.id"), index=True)
+    flag_index: Mapped[int] = mapped_column()  # position in the stored result's flags
+    flag_id: Mapped[str] = mapped_column(String(64))
+    note: Mapped[str] = mapped_column(Text, default="")
+    is_override: Mapped[bool] = mapped_column(default=False)
+
+
+class Addendum(db.Model):
+    """A dated note added after sign-off."""
+
+    __tablename__ = "addendum"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    submission_id: Mapped[int] = mapped_column(db.ForeignKey("submission.id"), index=True)
+    author_id: Mapped[int] = mapped_column(db.ForeignKey("staff_user.id"))
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Arrival(db.Model):
+    """The desk marked a client as arrived (kept apart from the submission, which is never edited)."""
+
+    __tablename__ = "arrival"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    submission_id: Mapped[int] = mapped_column(db.ForeignKey("submission.id"), unique=True)
+    by_id: Mapped[int] = mapped_column(db.ForeignKey("staff_user.id"))
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class KioskSession(db.Model):
+    """A tablet turned into a kiosk by a desk user; the browser's cookie holds only its random token."""
+
+    __tablename__ = "kiosk_session"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    started_by_id: Mapped[int] = mapped_column(db.ForeignKey("staff_user.id"))
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    ended_by_id: Mapped[int | None] = mapped_column(db.ForeignKey("staff_user.id"))
+    ended_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))

@@ -138,6 +138,8 @@ def submit(session: Session, draft: Draft, ruleset: RuleSet) -> Submission:
             signature_name=draft.signature_name,
             signed_at=draft.signed_at,
             is_kiosk=draft.is_kiosk,
+            search_name=" ".join(answers["full_name"].split()).casefold()[:120],
+            dob=result_date(answers["dob"]),
         )
         session.add(submission)
         session.delete(draft)

@@ -1,0 +1,159 @@
+"""Staff accounts and server-side staff sessions."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from .. import audit
+from ..models import StaffSession, StaffUser, utcnow
+
+ROLES = ("admin", "practitioner", "desk")
+MIN_PASSWORD = 12
+_hasher = PasswordHasher()  # argon2id with the library's current parameters
+_DUMMY = _hasher.hash("not a real password, used to spend the same time")
+
+
+class AccountError(ValueError):
+    """An account cannot be created or changed as asked."""
+
+
+class SessionEnded(Exception):
+    """The staff session is missing, signed out, idle too long or past its lifetime."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+        super().__init__(reason)
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def normalise_email(email: str) -> str:
+    """Return an email address as accounts store it."""
+    return email.strip().lower()
+
+
+def check_password(password: str) -> None:
+    """Refuse a password that is too short."""
+    if len(password) < MIN_PASSWORD:
+        raise AccountError(f"the password must have at least {MIN_PASSWORD} characters")
+
+
+def create_user(session: Session, email: str, name: str, roles: list[str], password: str) -> StaffUser:
+    """Create a staff account (password hashed with argon2id)."""
+    email = normalise_email(email)
+    if "@" not in email:
+        raise AccountError("give an email address")
+    bad = [r for r in roles if r not in ROLES]
+    if bad or not roles:
+        raise AccountError(f"roles must be among {', '.join(ROLES)}")
+    check_password(password)
+    if session.scalar(select(StaffUser).where(StaffUser.email == email)):
+        raise AccountError(f"an account for {email} exists already")
+    user = StaffUser(email=email, name=name.strip() or email, roles=",".join(sorted(set(roles))),
+                     password_hash=_hasher.hash(password))
+    session.add(user)
+    session.flush()
+    audit.record(session, "account_created", detail=f"user={user.id} roles={user.roles}", commit=False)
+    session.commit()
+    return user
+
+
+def find_user(session: Session, email: str) -> StaffUser:
+    """Return the account for ``email``; raise AccountError."""
+    user = session.scalar(select(StaffUser).where(StaffUser.email == normalise_email(email)))
+    if user is None:
+        raise AccountError(f"no account for {normalise_email(email)}")
+    return user
+
+
+def end_all_sessions(session: Session, user: StaffUser) -> None:
+    """Sign a user out everywhere."""
+    session.execute(update(StaffSession).where(StaffSession.user_id == user.id, StaffSession.ended_at.is_(None))
+                    .values(ended_at=utcnow()))
+
+
+def deactivate(session: Session, email: str) -> StaffUser:
+    """Deactivate an account and end its sessions."""
+    user = find_user(session, email)
+    user.is_active = False
+    end_all_sessions(session, user)
+    audit.record(session, "account_deactivated", detail=f"user={user.id}", commit=False)
+    session.commit()
+    return user
+
+
+def reset_password(session: Session, email: str, password: str) -> StaffUser:
+    """Set a new password and end the user's sessions."""
+    check_password(password)
+    user = find_user(session, email)
+    user.password_hash = _hasher.hash(password)
+    end_all_sessions(session, user)
+    audit.record(session, "password_reset", detail=f"user={user.id}", commit=False)
+    session.commit()
+    return user
+
+
+def authenticate(session: Session, email: str, password: str) -> StaffUser | None:
+    """Return the active account whose password matches, or None (in about the same time either way)."""
+    user = session.scalar(select(StaffUser).where(StaffUser.email == normalise_email(email)))
+    try:
+        _hasher.verify(user.password_hash if user else _DUMMY, password)
+    except (VerificationError, InvalidHashError):
+        return None
+    if user is None or not user.is_active:
+        return None
+    if _hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = _hasher.hash(password)
+    return user
+
+
+def open_session(session: Session, user: StaffUser) -> str:
+    """Start a server-side session for ``user``; return the random token for the cookie."""
+    token = secrets.token_urlsafe(32)
+    session.add(StaffSession(token_hash=_token_hash(token), user_id=user.id))
+    session.commit()
+    return token
+
+
+def resume(session: Session, token: str | None, idle: dt.timedelta, lifetime: dt.timedelta,
+           touch: bool = True) -> tuple[StaffSession, StaffUser]:
+    """Return the live session and user for ``token``; raise SessionEnded saying why not."""
+    if not token:
+        raise SessionEnded("none")
+    row = session.scalar(select(StaffSession).where(StaffSession.token_hash == _token_hash(token)))
+    if row is None or row.ended_at is not None:
+        raise SessionEnded("ended")
+    now = utcnow()
+    created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=dt.timezone.utc)
+    seen = row.last_seen_at if row.last_seen_at.tzinfo else row.last_seen_at.replace(tzinfo=dt.timezone.utc)
+    user = session.get(StaffUser, row.user_id)
+    reason = None
+    if now - seen > idle:
+        reason = "idle"
+    elif now - created > lifetime:
+        reason = "lifetime"
+    elif user is None or not user.is_active:
+        reason = "inactive"
+    if reason:
+        row.ended_at = now
+        session.commit()
+        raise SessionEnded(reason)
+    if touch:
+        row.last_seen_at = now
+        session.commit()
+    return row, user
+
+
+def end_session(session: Session, row: StaffSession) -> None:
+    """Sign out: end the session on the server."""
+    row.ended_at = utcnow()
+    session.commit()
