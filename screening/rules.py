@@ -824,7 +824,7 @@ def parse_rules(data: bytes, source: str = "rules.yaml") -> RuleSet:
     problems: list[RuleProblem] = []
     try:
         text = data.decode("utf-8")
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=yaml.SafeLoader)  # the node tree, for line numbers
         doc = yaml.safe_load(text)
     except UnicodeDecodeError as exc:
         raise RulesError(source, [RuleProblem("(file)", None, f"not UTF-8 text: {exc}")]) from None
@@ -897,11 +897,22 @@ ASKED_WHEN: dict[str, Pred] = _compile_asked_when()
 # ---------------------------------------------------------------------------
 
 
+_CODES: dict[int, frozenset[str]] = {}
+
+
+def _codes(q: qd.Question) -> frozenset[str]:
+    """Return a question's choice codes as a set, computed once per question."""
+    codes = _CODES.get(id(q))
+    if codes is None:
+        codes = _CODES[id(q)] = frozenset(q.choice_codes())
+    return codes
+
+
 def _check_value(q: qd.Question, value: Any) -> tuple[Any, Any]:
     """Return (normalised, JSON-ready) forms of one answer; raise ValueError with a plain message."""
     t = q.type
     if t in _CHOICE_TYPES:
-        if not isinstance(value, str) or value not in q.choice_codes():
+        if not isinstance(value, str) or value not in _codes(q):
             raise ValueError(f"{value!r} is not one of: {', '.join(q.choice_codes())}")
         return value, value
     if t in (qd.MULTI, qd.AREAS):
@@ -909,7 +920,8 @@ def _check_value(q: qd.Question, value: Any) -> tuple[Any, Any]:
             raise ValueError("must be a list of choices, e.g. [\"" + q.choice_codes()[0] + "\"]")
         if not isinstance(value, (list, tuple)):
             raise ValueError("must be a list of choices")
-        bad = [v for v in value if not isinstance(v, str) or v not in q.choice_codes()]
+        codes = _codes(q)
+        bad = [v for v in value if not isinstance(v, str) or v not in codes]
         if bad:
             raise ValueError(f"{bad[0]!r} is not one of: {', '.join(q.choice_codes())}")
         if len(set(value)) != len(value):
@@ -1110,22 +1122,26 @@ def _because(rule: Rule, prepared: Prepared, items: list[tuple[str, int]], date_
     return _freeze(out)
 
 
-def _fire(rule: Rule, prepared: Prepared, variant: str) -> Flag | None:
+def _fire(rule: Rule, prepared: Prepared, variant: str, ctx: _Ctx) -> Flag | None:
     """Evaluate one rule for one variant; return its flag, or None if it does not fire."""
     if variant not in rule.variants:
         return None
-    ctxs: list[tuple[tuple[str, int] | None, _Ctx]]
     if rule.for_each:
-        ctxs = [((g, i), _Ctx(prepared, variant, item))
-                for g in rule.for_each for i, item in enumerate(prepared.values.get(g, ()))]
+        items = [((g, i), item) for g in rule.for_each for i, item in enumerate(prepared.values.get(g, ()))]
+        if not items:
+            return None
     else:
-        ctxs = [(None, _Ctx(prepared, variant))]
+        ctx.item = None
+        if not rule.when(ctx):
+            return None  # the common case: most rules do not fire
+        items = [(None, None)]
     severity = None
     lifts: list[dt.date] = []
     open_ended = False
     fired_items: list[tuple[str, int]] = []
     date_qids: set[str] = set()
-    for index, ctx in ctxs:
+    for index, item in items:
+        ctx.item = item
         if not rule.when(ctx):
             continue
         sev, duration = rule.severity, rule.duration
@@ -1197,13 +1213,16 @@ def evaluate_prepared(ruleset: RuleSet, prepared: Prepared) -> Result:
     """Evaluate checked answers against every rule and combine the flags."""
     variants = qd.VARIANTS if prepared.variant == qd.VARIANT_UNKNOWN else (prepared.variant,)
     merged: dict[tuple, Flag] = {}
+    several = len(variants) > 1
     for variant in variants:
+        ctx = _Ctx(prepared, variant)
         for rule in ruleset.rules:
-            flag = _fire(rule, prepared, variant)
+            flag = _fire(rule, prepared, variant, ctx)
             if flag is None:
                 continue
+            # With one variant every flag stands alone; with several, identical flags merge.
             key = (flag.id, flag.severity, flag.lifts_on, flag.open_ended,
-                   json.dumps(_thaw(flag.because), sort_keys=True))
+                   json.dumps(_thaw(flag.because), sort_keys=True)) if several else (flag.id,)
             if key in merged:
                 old = merged[key]
                 merged[key] = Flag(**{**old.__dict__, "variants": old.variants + (variant,)})
