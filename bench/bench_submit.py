@@ -256,8 +256,13 @@ def main() -> int:
                     drain_s = time.monotonic() - t0
                     break
                 time.sleep(1)
-        finally:
+        except BaseException:
             outcome = stop(proc) if proc is not None else "never started"
+            log.flush()
+            print(f"gunicorn {outcome}; the end of its log:\n" + "\n".join(log_path.read_text().splitlines()[-30:]))
+            raise
+        else:
+            outcome = stop(proc)
     log_text = log_path.read_text()
 
     total, rendered = pdf_counts(db_path)

@@ -74,8 +74,13 @@ def _resources():
         return _shared["fonts"], _shared["css"], _shared["fetcher"]
 
 
-def report_context(submission, clinic: dict) -> dict:
-    """Return everything the PDF shows, as plain data taken from the stored record."""
+def report_context(submission, clinic: dict, review: dict | None = None) -> dict:
+    """Return everything the PDF shows, as plain data taken from the stored record.
+
+    ``review`` is a sign-off as plain data (see ``staff.review_services.review_data``); with it the
+    context gains a ``signoff`` key and the PDF becomes the signed-off version. Without it the
+    context, and so the PDF, is exactly the original.
+    """
     answers = dict(submission.answers)
     result = dict(submission.result)
     asked = set(asked_ids(answers))
@@ -104,7 +109,7 @@ def report_context(submission, clinic: dict) -> dict:
             "variants": ", ".join(VARIANT_TEXT[v] for v in f["variants"]),
         })
     areas = qd.BY_ID["treatment_areas"]
-    return {
+    context = {
         "clinic_name": clinic["name"],
         "reference": submission.reference,
         "client_name": answers.get("full_name", ""),
@@ -126,12 +131,39 @@ def report_context(submission, clinic: dict) -> dict:
         "dictionary_version": submission.dictionary_version,
         "is_kiosk": submission.is_kiosk,
     }
+    if review is not None:
+        context["signoff"] = _signoff(review, flags)
+    return context
+
+
+def _signoff(review: dict, flags: list[dict]) -> dict:
+    """Return a sign-off as the PDF shows it: decision, each acknowledgement, who and when, addenda."""
+    acknowledgements = []
+    for ack in review["acknowledgements"]:
+        flag = flags[ack["flag_index"]] if ack["flag_index"] < len(flags) else {"title": "", "severity_text": ""}
+        acknowledgements.append({"id": ack["flag_id"], "title": flag["title"], "severity_text": flag["severity_text"],
+                                 "note": ack["note"], "is_override": ack["is_override"]})
+    return {
+        "decision": review["decision"],
+        "decision_text": review["decision_text"],
+        "defer_until": format_date(review["defer_until"]) if review["defer_until"] else "",
+        "note": review["note"],
+        "practitioner": review["practitioner"],
+        "signed_at": _utc(review["signed_at"]),
+        "acknowledgements": acknowledgements,
+        "addenda": [{"author": a["author"], "created_at": _utc(a["created_at"]), "text": a["text"]}
+                    for a in review["addenda"]],
+    }
 
 
 def _utc(value: dt.datetime) -> str:
     if value.tzinfo is None:
         value = value.replace(tzinfo=dt.timezone.utc)
     return value.astimezone(dt.timezone.utc).strftime("%d %B %Y, %H:%M UTC")
+
+
+def _iso(stamp: str) -> str:
+    return dt.datetime.strptime(stamp, "%d %B %Y, %H:%M UTC").strftime("%Y-%m-%dT%H:%M:00Z")
 
 
 def render(context: dict) -> bytes:
@@ -143,11 +175,13 @@ def render(context: dict) -> bytes:
     document = HTML(string=html, base_url=STATIC_SCHEME, url_fetcher=fetcher).render(
         stylesheets=[css], font_config=fonts)
     # Fixed metadata from the record, so that a re-render is byte-identical.
-    stamp = context["submitted_at"]
-    moment = dt.datetime.strptime(stamp, "%d %B %Y, %H:%M UTC").strftime("%Y-%m-%dT%H:%M:00Z")
+    moment = _iso(context["submitted_at"])
     document.metadata.created = moment
     document.metadata.modified = moment
     document.metadata.title = f"Screening {context['reference']}"
+    if "signoff" in context:  # the signed-off version: modified when it was signed off
+        document.metadata.modified = _iso(context["signoff"]["signed_at"])
+        document.metadata.title += " (signed off)"
     document.metadata.authors = [context["clinic_name"]]
     identifier = hashlib.sha256(context["reference"].encode()).hexdigest()[:32].encode()
     return document.write_pdf(pdf_variant=PDF_VARIANT, pdf_tags=True, pdf_identifier=identifier)

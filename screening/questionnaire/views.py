@@ -19,7 +19,7 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, StringField
 from wtforms.validators import Length, Optional
 
-from .. import current_rules, services
+from .. import current_rules, kiosk, services
 from .. import questions as qd
 from ..display import format_answer
 from ..errors import DraftNotFound, IncompleteDraft, NotSigned, SaveFailed
@@ -28,6 +28,7 @@ from ..rules import asked_ids
 from .forms import error_href, form_data, page_form_class, read_page, unexpected_keys
 
 bp = Blueprint("questionnaire", __name__)
+bp.register_blueprint(kiosk.bp)
 
 PAGE_IDS = [p.id for p in qd.PAGES]
 
@@ -59,7 +60,8 @@ def no_store(response):
 @bp.get("/")
 def start():
     """Show what this is, how long it takes and what happens to the answers."""
-    return render_template("questionnaire/start.html", draft=_draft(), form=FlaskForm())
+    template = "kiosk/start.html" if kiosk.active() else "questionnaire/start.html"
+    return render_template(template, draft=_draft(), form=FlaskForm())
 
 
 @bp.post("/start")
@@ -73,9 +75,8 @@ def begin():
         if draft is not None:
             db.session.delete(draft)
             db.session.commit()
-        draft, token = services.start_draft(db.session, _lifetime())
-        session.clear()
-        session.permanent = True
+        draft, token = services.start_draft(db.session, _lifetime(), is_kiosk=kiosk.active())
+        kiosk.clear_session()
         session["draft"] = token
         return redirect(url_for(".page", page_id=PAGE_IDS[0]))
     return redirect(url_for(".page", page_id=services.first_incomplete_page(draft.answers) or PAGE_IDS[0]))
@@ -244,6 +245,10 @@ def declaration():
         return render_template("questionnaire/not_saved.html"), 503
     if current_app.config["PDF_BACKGROUND"]:
         services.render_later(current_app._get_current_object(), submission.id)
+    if kiosk.active():
+        # Nothing of this client stays in the kiosk's cookie, not even the reference: Back and reload find nothing.
+        kiosk.clear_session()
+        return render_template("kiosk/done.html", reference=submission.reference)
     session.clear()
     session["reference"] = submission.reference
     return redirect(url_for(".done"))

@@ -103,3 +103,7 @@ def home():
         if g.staff.has_role(needed) and endpoint in current_app.view_functions:
             return redirect(url_for(endpoint))
     return render_template("staff/home.html")
+
+
+from . import review  # noqa
+from . import desk, admin  # noqa: E402,F401

@@ -4,21 +4,30 @@
   "use strict";
   document.documentElement.classList.add("js");
   var blocks = Array.prototype.slice.call(document.querySelectorAll(".conditional[data-parent]"));
+  function inputsOf(block) {
+    return document.querySelectorAll('input[name="' + block.getAttribute("data-parent") + '"]');
+  }
+  // Each answer that reveals a follow-up says which one (aria-controls), once: an answer that reveals
+  // two follow-ups names both, and one that reveals none names none.
+  blocks.forEach(function (block) {
+    var wanted = block.getAttribute("data-values").split(" ");
+    Array.prototype.forEach.call(inputsOf(block), function (input) {
+      if (wanted.indexOf(input.value) === -1) { return; }
+      var ids = (input.getAttribute("aria-controls") || "").split(" ").filter(Boolean);
+      if (ids.indexOf(block.id) === -1) { ids.push(block.id); }
+      input.setAttribute("aria-controls", ids.join(" "));
+    });
+  });
   function sync() {
     blocks.forEach(function (block) {
-      var name = block.getAttribute("data-parent");
       var wanted = block.getAttribute("data-values").split(" ");
-      var inputs = document.querySelectorAll('input[name="' + name + '"]');
       var show = false;
-      Array.prototype.forEach.call(inputs, function (input) {
+      Array.prototype.forEach.call(inputsOf(block), function (input) {
         if (input.checked && wanted.indexOf(input.value) !== -1) { show = true; }
       });
       var parentBlock = block.parentElement.closest(".conditional");
       if (parentBlock && parentBlock.hidden) { show = false; }
       block.hidden = !show;
-      Array.prototype.forEach.call(inputs, function (input) {
-        input.setAttribute("aria-controls", block.id);
-      });
     });
   }
   document.addEventListener("change", sync);
