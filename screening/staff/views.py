@@ -13,6 +13,7 @@ from wtforms.validators import Length, Optional
 from .. import audit
 from ..extensions import db, limiter
 from .access import guard, roles
+from ..models import utcnow
 from .accounts import authenticate, end_session, normalise_email, open_session
 
 bp = Blueprint("staff", __name__, url_prefix="/staff")
@@ -89,7 +90,9 @@ def logout():
 @bp.post("/session/extend")
 @roles(*ALL_STAFF)
 def extend():
-    """Stay signed in (the idle timer restarts on every request, this one included)."""
+    """Stay signed in: restart the idle timer now."""
+    g.staff_session.last_seen_at = utcnow()
+    db.session.commit()
     if request.accept_mimetypes.best == "application/json":
         return jsonify(idle_seconds=int(current_app.config["STAFF_IDLE"].total_seconds()))
     return redirect(_safe_next(request.form.get("next")) or url_for("staff.home"))
