@@ -171,4 +171,5 @@ def test_no_public_route_serves_pdfs_or_submissions(app):
     """Outside the signed-in staff area there are only the questionnaire's own pages."""
     rules = sorted(str(r) for r in app.url_map.iter_rules() if not str(r).startswith("/staff/"))
     assert rules == sorted(["/", "/start", "/q/<page_id>", "/check", "/declaration", "/done", "/expired", "/logo",
-                            "/static/<path:filename>", "/kiosk/exit", "/kiosk/reset", "/kiosk/alive"])
+                            "/static/<path:filename>", "/kiosk/exit", "/kiosk/reset", "/kiosk/alive",
+                            "/accessibility"])

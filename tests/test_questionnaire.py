@@ -365,3 +365,12 @@ def test_every_post_needs_a_csrf_token(client, path):
 def test_responses_are_not_cached(client):
     start(client)
     assert client.get("/q/about-you").headers["Cache-Control"] == "no-store"
+
+
+def test_every_page_links_to_the_accessibility_statement(client):
+    start(client)
+    for path in ("/", "/q/about-you", "/expired", "/accessibility"):
+        assert 'href="/accessibility"' in client.get(path).text, path
+    statement = client.get("/accessibility").text
+    assert "WCAG" in statement and "2.2" in statement and "level AA" in statement
+    assert "Known gaps" in statement and "axe-core" in statement

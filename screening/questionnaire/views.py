@@ -263,6 +263,12 @@ def done():
     return render_template("questionnaire/done.html", reference=reference)
 
 
+@bp.get("/accessibility")
+def accessibility():
+    """Say which accessibility standard the service aims at, how it is tested, and its known gaps."""
+    return render_template("questionnaire/accessibility.html")
+
+
 @bp.get("/expired")
 def expired():
     """Explain that there is no questionnaire in progress on this device."""

@@ -8,6 +8,21 @@
     if (event.persisted) { window.location.reload(); }
   });
 
+  // The confirmation page: leave after a countdown, which the client can restart to note the reference.
+  var done = document.getElementById("kiosk-done-countdown");
+  if (done) {
+    var total = parseInt(done.getAttribute("data-seconds"), 10);
+    var left = total;
+    var more = document.getElementById("kiosk-done-more");
+    more.hidden = false;
+    more.addEventListener("click", function () { left = total; done.textContent = done.textContent.replace(/\d+/, String(left)); });
+    setInterval(function () {
+      left -= 1;
+      if (left <= 0) { window.location.replace(done.getAttribute("data-start-url")); return; }
+      if (left % 5 === 0) { done.textContent = done.textContent.replace(/\d+/, String(left)); }
+    }, 1000);
+  }
+
   var box = document.getElementById("kiosk-idle");
   if (!box) { return; }
   var idle = parseInt(box.getAttribute("data-idle-seconds"), 10) * 1000;
