@@ -40,6 +40,7 @@ bench: sysdeps $(STAMP)
 	$(BIN)/python bench/bench_pages.py
 	$(BIN)/python bench/bench_pdf.py
 	$(BIN)/python bench/bench_submit.py
+	$(BIN)/python bench/bench_list.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -71,6 +71,9 @@ def finish(config, instance_path: str) -> None:
     config["SESSION_COOKIE_SAMESITE"] = "Lax"
     config["SESSION_COOKIE_SECURE"] = config["ENV"] == "production"
     config["MAX_CONTENT_LENGTH"] = 256 * 1024
+    for name in ("KIOSK_IDLE_SECONDS", "STAFF_IDLE_MINUTES", "STAFF_SESSION_HOURS", "DRAFT_LIFETIME_HOURS"):
+        if float(config[name]) <= 0:
+            raise ConfigError(f"SCREENING_{name} must be above 0, not {config[name]}")
     config["STAFF_IDLE"] = dt.timedelta(minutes=float(config["STAFF_IDLE_MINUTES"]))
     config["STAFF_LIFETIME"] = dt.timedelta(hours=float(config["STAFF_SESSION_HOURS"]))
     # Where each role starts after sign-in, in order of preference.

@@ -81,3 +81,10 @@ def test_a_broken_rules_file_stops_start_up(tmp_path):
     with pytest.raises(RulesError) as exc:
         create_app({"SECRET_KEY": "t", "SQLALCHEMY_DATABASE_URI": "sqlite://", "RULES_PATH": str(bad)})
     assert "rule 'x'" in str(exc.value) and ":3:" in str(exc.value)
+
+
+@pytest.mark.parametrize("name", ["KIOSK_IDLE_SECONDS", "STAFF_IDLE_MINUTES", "STAFF_SESSION_HOURS",
+                                  "DRAFT_LIFETIME_HOURS"])
+def test_time_limits_must_be_positive(name):
+    with pytest.raises(ConfigError, match=f"SCREENING_{name} must be above 0"):
+        create_app({"SECRET_KEY": "t", "SQLALCHEMY_DATABASE_URI": "sqlite://", name: 0})
