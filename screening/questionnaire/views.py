@@ -178,16 +178,24 @@ def logo():
     return response
 
 
-@bp.get("/check")
-def check():
-    """Show every answer with a Change link."""
+def _complete_draft():
+    """Return (draft, answers, None) when every page is answered, else (None, None, a redirect)."""
     draft = _draft()
     if draft is None:
-        return redirect(url_for(".expired"))
+        return None, None, redirect(url_for(".expired"))
     answers = dict(draft.answers or {})
     gap = services.first_incomplete_page(answers)
     if gap:
-        return redirect(url_for(".page", page_id=gap))
+        return None, None, redirect(url_for(".page", page_id=gap))
+    return draft, answers, None
+
+
+@bp.get("/check")
+def check():
+    """Show every answer with a Change link."""
+    draft, answers, detour = _complete_draft()
+    if detour:
+        return detour
     asked = set(asked_ids(answers))
     pages = []
     for page in qd.PAGES:
@@ -209,13 +217,9 @@ class DeclarationForm(FlaskForm):
 @bp.route("/declaration", methods=["GET", "POST"])
 def declaration():
     """Confirm, sign and submit."""
-    draft = _draft()
-    if draft is None:
-        return redirect(url_for(".expired"))
-    answers = dict(draft.answers or {})
-    gap = services.first_incomplete_page(answers)
-    if gap:
-        return redirect(url_for(".page", page_id=gap))
+    draft, answers, detour = _complete_draft()
+    if detour:
+        return detour
     form = DeclarationForm()
     if request.method == "GET":
         form.signature.data = draft.signature_name or ""

@@ -81,13 +81,20 @@ def end_all_sessions(session: Session, user: StaffUser) -> None:
                     .values(ended_at=utcnow()))
 
 
-def deactivate(session: Session, email: str) -> StaffUser:
-    """Deactivate an account and end its sessions."""
-    user = find_user(session, email)
+def deactivate_account(session: Session, user: StaffUser, *, actor_id: int | None = None,
+                       address: str = "") -> None:
+    """Deactivate an account, end its sessions and audit who did it."""
     user.is_active = False
     end_all_sessions(session, user)
-    audit.record(session, "account_deactivated", detail=f"user={user.id}", commit=False)
+    audit.record(session, "account_deactivated", actor_id=actor_id, detail=f"user={user.id}", address=address,
+                 commit=False)
     session.commit()
+
+
+def deactivate(session: Session, email: str) -> StaffUser:
+    """Deactivate the account for ``email`` (from the command line) and end its sessions."""
+    user = find_user(session, email)
+    deactivate_account(session, user)
     return user
 
 

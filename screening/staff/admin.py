@@ -17,7 +17,7 @@ from .. import audit
 from ..extensions import db
 from ..models import AuditEvent, StaffUser, Submission
 from .access import roles
-from .accounts import AccountError, end_all_sessions
+from .accounts import AccountError, deactivate_account
 from .views import bp
 
 PER_PAGE = 50
@@ -39,11 +39,7 @@ def deactivate_user(session: Session, user: StaffUser, by: StaffUser, address: s
         raise AccountError(_("You cannot deactivate your own account. Ask another admin."))
     if not user.is_active:
         raise AccountError(_("The account %(email)s is already deactivated.", email=user.email))
-    user.is_active = False
-    end_all_sessions(session, user)
-    audit.record(session, "account_deactivated", actor_id=by.id, detail=f"user={user.id}", address=address,
-                 commit=False)
-    session.commit()
+    deactivate_account(session, user, actor_id=by.id, address=address)
 
 
 # -- the audit trail -----------------------------------------------------------------------
