@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+import os
+import queue
 import secrets
 import threading
 from typing import Any
@@ -186,23 +188,47 @@ def ensure_pdf(session: Session, submission: Submission, clinic: dict) -> bytes:
     return data
 
 
-def render_later(app: Flask, submission_id: int) -> threading.Thread:
-    """Render a submission's PDF in a background thread; a failure is logged, not raised."""
+_pdf_queue: "queue.Queue[tuple[Flask, int]]" = queue.Queue()
+_pdf_worker: threading.Thread | None = None
+_pdf_lock = threading.Lock()
 
-    def work() -> None:
-        from .extensions import db
 
-        with app.app_context():
-            try:
-                submission = db.session.get(Submission, submission_id)
-                ensure_pdf(db.session, submission, app.config["CLINIC"])
-            except Exception:  # noqa: BLE001 - the thread must log every failure; the PDF renders on next request
-                db.session.rollback()
-                log.exception("PDF rendering failed for submission id %s; it will render on the next request",
-                              submission_id)
-            finally:
-                db.session.remove()
+def _render_queued() -> None:
+    """Render queued PDFs one at a time, at a lower priority than the threads serving requests."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)  # Linux: per-thread niceness
+    except (AttributeError, OSError):
+        pass
+    from .extensions import db
 
-    thread = threading.Thread(target=work, name=f"pdf-{submission_id}", daemon=True)
-    thread.start()
-    return thread
+    while True:
+        app, submission_id = _pdf_queue.get()
+        try:
+            with app.app_context():
+                try:
+                    submission = db.session.get(Submission, submission_id)
+                    ensure_pdf(db.session, submission, app.config["CLINIC"])
+                except Exception:  # noqa: BLE001 - log every failure; the PDF renders on the next request
+                    db.session.rollback()
+                    log.exception("PDF rendering failed for submission id %s; it will render on the next request",
+                                  submission_id)
+                finally:
+                    db.session.remove()
+        finally:
+            _pdf_queue.task_done()
+
+
+def render_later(app: Flask, submission_id: int) -> None:
+    """Queue a submission's PDF for the process's single background renderer; never raises."""
+    global _pdf_worker
+    with _pdf_lock:
+        if _pdf_worker is None or not _pdf_worker.is_alive():
+            # One renderer per process: concurrent renders would all compete with the requests for the GIL.
+            _pdf_worker = threading.Thread(target=_render_queued, name="pdf-renderer", daemon=True)
+            _pdf_worker.start()
+    _pdf_queue.put((app, submission_id))
+
+
+def wait_for_pdfs() -> None:
+    """Block until every queued PDF has been rendered (or has failed): for tests and shutdown."""
+    _pdf_queue.join()

@@ -5,7 +5,6 @@ import hashlib
 import io
 import logging
 import re
-import threading
 
 import pytest
 from pypdf import PdfReader
@@ -122,9 +121,7 @@ def test_submit_does_not_wait_for_rendering_and_a_failure_keeps_the_submission(d
     monkeypatch.setattr(pdf_module, "render", broken)
     with caplog.at_level(logging.ERROR):
         reference = complete(client, CASES["clear"][0])
-        for thread in threading.enumerate():
-            if thread.name.startswith("pdf-"):
-                thread.join(timeout=30)
+        services.wait_for_pdfs()
     assert "PDF rendering failed" in caplog.text
     assert reference not in caplog.text and "Ann Example" not in caplog.text
     monkeypatch.undo()
@@ -150,9 +147,7 @@ def test_background_rendering_stores_the_pdf(database_url):
 
     app = make_app(database_url, PDF_BACKGROUND=True)
     reference = complete(app.test_client(), CASES["clear"][0])
-    for thread in threading.enumerate():
-        if thread.name.startswith("pdf-"):
-            thread.join(timeout=30)
+    services.wait_for_pdfs()
     with app.app_context():
         row = submission(app, reference)
         assert row.pdf is not None and row.pdf.startswith(b"%PDF")
