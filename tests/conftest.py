@@ -4,7 +4,7 @@ import pytest
 
 from screening import create_app
 from screening.config import ROOT
-from screening.extensions import db
+from screening.extensions import db, limiter
 from screening.rules import load_rules
 
 DATABASES = ["sqlite"] + (["postgresql"] if os.environ.get("SCREENING_TEST_DATABASE_URL") else [])
@@ -54,3 +54,12 @@ def client(app):
 @pytest.fixture
 def runner(app):
     return app.test_cli_runner()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits(request):
+    """Start every test that uses the app with empty sign-in rate limits."""
+    if "app" in request.fixturenames:
+        app = request.getfixturevalue("app")
+        with app.app_context():
+            limiter.reset()

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from screening import audit
 from screening import questions as qd
-from screening.extensions import db, limiter
+from screening.extensions import db
 from screening.models import AuditEvent, StaffSession, StaffUser, Submission
 from screening.staff.accounts import create_user
 from tests.answers import clear_answers
@@ -24,10 +24,6 @@ CLIENT = clear_answers(full_name=NAME, email="ottoline.v@example.org", phone="07
                        implanted_device_details="Cochlear implant, left ear")
 
 
-@pytest.fixture(autouse=True)
-def fresh_limits(app):
-    with app.app_context():
-        limiter.reset()
 
 
 def add_user(app, email, name, roles):

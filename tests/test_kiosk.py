@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from screening import config
 from screening import questions as qd
-from screening.extensions import db, limiter
+from screening.extensions import db
 from screening.kiosk import without_autocomplete
 from screening.models import AuditEvent, Draft, KioskSession, StaffSession, Submission
 from screening.staff.accounts import create_user
@@ -25,10 +25,6 @@ CLIENT = clear_answers(full_name=NAME, email="zelda.q@example.org", phone="07700
 SECRETS = (NAME, "Quillfeather", MEDICINE, "zelda.q@example.org", "900456", "1987", "Mycophenol")
 
 
-@pytest.fixture(autouse=True)
-def fresh_limits(app):
-    with app.app_context():
-        limiter.reset()
 
 
 def add_user(app, email, roles):

@@ -10,7 +10,7 @@ import re
 import pytest
 
 from screening import services
-from screening.extensions import db, limiter
+from screening.extensions import db
 from screening.staff.accounts import create_user
 from tests.answers import clear_answers
 from tests.web import csrf_token
@@ -58,10 +58,6 @@ def staff_rules(app):
     return [rule for rule in app.url_map.iter_rules() if rule.rule.startswith("/staff/")]
 
 
-@pytest.fixture(autouse=True)
-def fresh_limits(app):
-    with app.app_context():
-        limiter.reset()
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import re
 import pytest
 from sqlalchemy import select
 
-from screening.extensions import db, limiter
+from screening.extensions import db
 from screening.models import AuditEvent, StaffSession, StaffUser
 from screening.staff.accounts import create_user
 from tests.web import csrf_token
@@ -14,10 +14,6 @@ from tests.web import csrf_token
 PASSWORD = "correct horse battery"
 
 
-@pytest.fixture(autouse=True)
-def fresh_limits(app):
-    with app.app_context():
-        limiter.reset()
 
 
 def add_user(app, email="prac@clinic.test", roles=("practitioner",), password=PASSWORD):

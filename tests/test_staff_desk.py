@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import func, select
 
 from screening import services
-from screening.extensions import db, limiter
+from screening.extensions import db
 from screening.models import Arrival, AuditEvent
 from screening.staff import desk
 from screening.staff.accounts import create_user
@@ -18,10 +18,6 @@ PASSWORD = "correct horse battery"
 TODAY = dt.date.today()
 
 
-@pytest.fixture(autouse=True)
-def fresh_limits(app):
-    with app.app_context():
-        limiter.reset()
 
 
 def add_user(app, email, roles):

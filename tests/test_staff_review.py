@@ -11,7 +11,7 @@ import pytest
 from pypdf import PdfReader
 from sqlalchemy import func, select
 
-from screening.extensions import db, limiter
+from screening.extensions import db
 from screening.models import Addendum, AuditEvent, FlagAcknowledgement, Review, Submission
 from screening.staff.accounts import create_user
 from tests.answers import clear_answers
@@ -30,10 +30,6 @@ REVIEW = dict(cold_sore_history="yes", cold_sore_frequency="yearly")
 DO_NOT_TREAT = dict(keloid_history="yes")
 
 
-@pytest.fixture(autouse=True)
-def fresh_limits(app):
-    with app.app_context():
-        limiter.reset()
 
 
 def add_user(app, email="prac@clinic.test", roles=("practitioner",), name="Pat Practitioner"):
