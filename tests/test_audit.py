@@ -24,8 +24,6 @@ CLIENT = clear_answers(full_name=NAME, email="ottoline.v@example.org", phone="07
                        implanted_device_details="Cochlear implant, left ear")
 
 
-
-
 def add_user(app, email, name, roles):
     with app.app_context():
         return create_user(db.session, email, name, list(roles), PASSWORD).id

@@ -25,8 +25,6 @@ CLIENT = clear_answers(full_name=NAME, email="zelda.q@example.org", phone="07700
 SECRETS = (NAME, "Quillfeather", MEDICINE, "zelda.q@example.org", "900456", "1987", "Mycophenol")
 
 
-
-
 def add_user(app, email, roles):
     with app.app_context():
         return create_user(db.session, email, email.split("@")[0].title(), list(roles), PASSWORD).id

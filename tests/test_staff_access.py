@@ -58,8 +58,6 @@ def staff_rules(app):
     return [rule for rule in app.url_map.iter_rules() if rule.rule.startswith("/staff/")]
 
 
-
-
 @pytest.fixture
 def world(app):
     """One account per role, a spare account to deactivate, and a submission for today."""

@@ -14,8 +14,6 @@ from tests.web import csrf_token
 PASSWORD = "correct horse battery"
 
 
-
-
 def add_user(app, email="prac@clinic.test", roles=("practitioner",), password=PASSWORD):
     with app.app_context():
         return create_user(db.session, email, "Pat Practitioner", list(roles), password).id

@@ -18,8 +18,6 @@ PASSWORD = "correct horse battery"
 TODAY = dt.date.today()
 
 
-
-
 def add_user(app, email, roles):
     with app.app_context():
         return create_user(db.session, email, email.split("@")[0].title(), list(roles), PASSWORD).id

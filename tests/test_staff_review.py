@@ -30,8 +30,6 @@ REVIEW = dict(cold_sore_history="yes", cold_sore_frequency="yearly")
 DO_NOT_TREAT = dict(keloid_history="yes")
 
 
-
-
 def add_user(app, email="prac@clinic.test", roles=("practitioner",), name="Pat Practitioner"):
     with app.app_context():
         return create_user(db.session, email, name, list(roles), PASSWORD).id
