@@ -12,30 +12,16 @@ from screening import questions as qd
 from screening.extensions import db
 from screening.kiosk import without_autocomplete
 from screening.models import AuditEvent, Draft, KioskSession, StaffSession, Submission
-from screening.staff.accounts import create_user
 from tests.answers import clear_answers
+from tests.staff import PASSWORD, add_user, sign_in
 from tests.web import answer_all, csrf_token, page_data, post_page, sign_and_send, start
 
-PASSWORD = "correct horse battery"
 NAME = "Zelda Quillfeather"
 MEDICINE = "Mycophenolixate"
 CLIENT = clear_answers(full_name=NAME, email="zelda.q@example.org", phone="07700 900456", dob="1987-11-23",
                        appointment_date=(dt.date.today() + dt.timedelta(days=3)).isoformat(),
                        immunosuppressive_meds="yes", immunosuppressive_meds_details=MEDICINE)
 SECRETS = (NAME, "Quillfeather", MEDICINE, "zelda.q@example.org", "900456", "1987", "Mycophenol")
-
-
-def add_user(app, email, roles):
-    with app.app_context():
-        return create_user(db.session, email, email.split("@")[0].title(), list(roles), PASSWORD).id
-
-
-def sign_in(client, email):
-    page = client.get("/staff/login")
-    response = client.post("/staff/login", data={"csrf_token": csrf_token(page.text), "email": email,
-                                                  "password": PASSWORD})
-    assert response.status_code == 302
-    return response
 
 
 def start_kiosk(app, client, email="desk@clinic.test", roles=("desk",)):

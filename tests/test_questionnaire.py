@@ -147,7 +147,8 @@ def test_draft_lifetime_is_configurable(database_url):
         db.engine.dispose()
 
 
-def test_a_change_after_signing_clears_the_signature(app, client):
+def _answered_and_signed(app, client) -> dict:
+    """Answer every page and put a signature on the draft, as a signed but unsent declaration."""
     given = answers()
     start(client)
     answer_all(client, given)
@@ -156,6 +157,11 @@ def test_a_change_after_signing_clears_the_signature(app, client):
         draft.signature_name = given["full_name"]
         draft.signed_at = dt.datetime.now(dt.timezone.utc)
         db.session.commit()
+    return given
+
+
+def test_a_change_after_signing_clears_the_signature(app, client):
+    given = _answered_and_signed(app, client)
     assert f'value="{given["full_name"]}"' in client.get("/declaration").text
     post_page(client, "pregnancy", page_data(qd.PAGE_BY_ID["pregnancy"], {**given, "breastfeeding": "yes"}),
               "?change=1")
@@ -166,14 +172,7 @@ def test_a_change_after_signing_clears_the_signature(app, client):
 
 
 def test_saving_the_same_answers_keeps_the_signature(app, client):
-    given = answers()
-    start(client)
-    answer_all(client, given)
-    with app.app_context():
-        draft = db.session.scalar(select(Draft))
-        draft.signature_name = given["full_name"]
-        draft.signed_at = dt.datetime.now(dt.timezone.utc)
-        db.session.commit()
+    given = _answered_and_signed(app, client)
     post_page(client, "pregnancy", page_data(qd.PAGE_BY_ID["pregnancy"], given), "?change=1")
     with app.app_context():
         assert db.session.scalar(select(Draft)).signature_name == given["full_name"]

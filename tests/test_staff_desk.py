@@ -10,25 +10,11 @@ from screening import services
 from screening.extensions import db
 from screening.models import Arrival, AuditEvent
 from screening.staff import desk
-from screening.staff.accounts import create_user
 from tests.answers import clear_answers
+from tests.staff import add_user, sign_in
 from tests.web import csrf_token
 
-PASSWORD = "correct horse battery"
 TODAY = dt.date.today()
-
-
-def add_user(app, email, roles):
-    with app.app_context():
-        return create_user(db.session, email, email.split("@")[0].title(), list(roles), PASSWORD).id
-
-
-def sign_in(client, email):
-    page = client.get("/staff/login")
-    response = client.post("/staff/login", data={"csrf_token": csrf_token(page.text), "email": email,
-                                                  "password": PASSWORD})
-    assert response.status_code == 302
-    return response
 
 
 def submit(app, name, day, **changes) -> str:
