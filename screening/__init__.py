@@ -41,6 +41,16 @@ def create_app(test_config: dict | None = None) -> Flask:
     check_every_view_declares_roles(app)
     app.cli.add_command(screening_cli)
 
+    if app.config["PDF_BACKGROUND"] == "thread":
+        from .services import start_renderer
+
+        @app.before_request
+        def renderer_running():
+            # Once per process: start the renderer thread, which first renders any PDF a killed process left.
+            if "screening_renderer" not in app.extensions:
+                app.extensions["screening_renderer"] = True
+                start_renderer(app)
+
     @app.context_processor
     def clinic():
         settings = app.config["CLINIC"]

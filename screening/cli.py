@@ -109,6 +109,35 @@ def pdf_cmd(reference: str, output: str) -> None:
     click.echo(f"wrote {output} ({len(data)} bytes, sha256 {submission.pdf_sha256[:16]})")
 
 
+@screening_cli.command("render-pdfs")
+@click.option("--watch", is_flag=True, help="Keep running, rendering new submissions' PDFs as they arrive.")
+@click.option("--interval", default=1.0, show_default=True, type=click.FloatRange(min=0.05),
+              help="With --watch: seconds between looks for new submissions.")
+def render_pdfs(watch: bool, interval: float) -> None:
+    """Render every PDF not yet rendered; with --watch, the renderer process for SCREENING_PDF_BACKGROUND=worker."""
+    import os
+    import signal
+    import threading
+
+    from .extensions import db
+    from .services import render_pending
+
+    os.nice(10)  # the app's workers serve clients first
+    stop = threading.Event()
+    if watch:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+    total, failed = 0, set()
+    while True:
+        total += render_pending(db.session, current_app.config["CLINIC"], stop=stop, failed=failed)
+        if not watch or stop.wait(interval):
+            break
+    db.session.remove()
+    click.echo(f"rendered {total} PDF(s)" + (f"; {len(failed)} failed (see the log)" if failed else ""))
+    if failed and not watch:
+        sys.exit(1)
+
+
 @screening_cli.command("purge-drafts")
 def purge_drafts() -> None:
     """Delete every expired draft."""

@@ -25,8 +25,10 @@ def from_environ(environ=None) -> dict:
         "CLINIC_NAME": env.get("SCREENING_CLINIC_NAME", "Your clinic"),
         "CLINIC_ACCENT": env.get("SCREENING_CLINIC_ACCENT", "#1d5f8a"),
         "CLINIC_LOGO": env.get("SCREENING_CLINIC_LOGO", ""),
-        # Render each PDF in a background thread after the submit commits (off: on first request).
-        "PDF_BACKGROUND": env.get("SCREENING_PDF_BACKGROUND", "1") != "0",
+        # Where PDFs render after the submit commits: "thread" (a niced renderer thread in each app
+        # process), "worker" (a separate `flask screening render-pdfs --watch` process) or "0" (on the
+        # first request for the PDF). "1" means "thread".
+        "PDF_BACKGROUND": env.get("SCREENING_PDF_BACKGROUND", "thread"),
         # Staff sessions: idle timeout and absolute lifetime.
         "STAFF_IDLE_MINUTES": float(env.get("SCREENING_STAFF_IDLE_MINUTES", "15")),
         "STAFF_SESSION_HOURS": float(env.get("SCREENING_STAFF_SESSION_HOURS", "12")),
@@ -71,6 +73,10 @@ def finish(config, instance_path: str) -> None:
     config["SESSION_COOKIE_SAMESITE"] = "Lax"
     config["SESSION_COOKIE_SECURE"] = config["ENV"] == "production"
     config["MAX_CONTENT_LENGTH"] = 256 * 1024
+    mode = {True: "thread", False: "0", "1": "thread"}.get(config["PDF_BACKGROUND"], config["PDF_BACKGROUND"])
+    if mode not in ("thread", "worker", "0"):
+        raise ConfigError(f"SCREENING_PDF_BACKGROUND must be thread, worker or 0, not {mode!r}")
+    config["PDF_BACKGROUND"] = mode
     for name in ("KIOSK_IDLE_SECONDS", "STAFF_IDLE_MINUTES", "STAFF_SESSION_HOURS", "DRAFT_LIFETIME_HOURS"):
         if float(config[name]) <= 0:
             raise ConfigError(f"SCREENING_{name} must be above 0, not {config[name]}")

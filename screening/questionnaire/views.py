@@ -247,7 +247,7 @@ def declaration():
         return redirect(url_for(".declaration"))
     except SaveFailed:
         return render_template("questionnaire/not_saved.html"), 503
-    if current_app.config["PDF_BACKGROUND"]:
+    if current_app.config["PDF_BACKGROUND"] == "thread":
         services.render_later(current_app._get_current_object(), submission.id)
     if kiosk.active():
         # Nothing of this client stays in the kiosk's cookie, not even the reference: Back and reload find nothing.
