@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import random
 import re
 import sys
@@ -37,6 +36,7 @@ from _common import make_app, percentile, typical_answers
 from screening import current_rules  # noqa: E402
 from screening.extensions import db  # noqa: E402
 from screening.rules import asked_ids, evaluate  # noqa: E402
+from screening.crypto import EncryptedJSON, vault  # noqa: E402
 from screening.services import REFERENCE_ALPHABET  # noqa: E402
 from screening.staff.accounts import create_user  # noqa: E402
 from tests.answers import clear_answers  # noqa: E402
@@ -53,7 +53,7 @@ LAST = ["Smith", "Jones", "Taylor", "Brown", "Williams", "Wilson", "Johnson", "D
         "Stewart", "Morris", "Rossi", "Garcia", "Lopez", "Novak", "Fischer", "Schmidt", "Dubois", "Martin",
         "Bernard", "Moreau", "Hughes", "Edwards", "Price", "Lloyd", "Morgan", "Owen", "Rees"]
 COLUMNS = ("reference", "answers", "dictionary_version", "rules_digest", "result", "outcome", "appointment_date",
-           "signature_name", "signed_at", "submitted_at", "is_kiosk", "search_name", "dob")
+           "signature_name", "signed_at", "submitted_at", "is_kiosk", "name_index", "dob_index")
 
 
 def kinds(app) -> list[tuple[float, dict, dict]]:
@@ -84,6 +84,9 @@ def load(app, count: int, rng: random.Random) -> tuple[float, int]:
     shares = [p[0] for p in plans]
     references: set[str] = set()
     rows, reviews = [], []
+    with app.app_context():
+        keys = vault()  # stored as the app stores them: encrypted, with blind indexes
+    json_of = EncryptedJSON().dump
     for n in range(count):
         _, answers, result = rng.choices(plans, weights=shares)[0]
         while True:
@@ -97,11 +100,12 @@ def load(app, count: int, rng: random.Random) -> tuple[float, int]:
         appointment = today + dt.timedelta(days=rng.randrange(-300, 66))
         submitted = dt.datetime.combine(appointment - dt.timedelta(days=rng.randrange(1, 20)), dt.time(10, 0))
         stored = dict(answers, full_name=name, dob=dob.isoformat(), appointment_date=appointment.isoformat())
-        rows.append((reference, json.dumps(stored), result["dictionary_version"], result["rules_digest"],
-                     json.dumps(result), result["outcome"], appointment.isoformat(), name, submitted.isoformat(" "),
-                     submitted.isoformat(" "), 0, name.casefold(), dob.isoformat()))
+        rows.append((reference, keys.encrypt(json_of(stored)), result["dictionary_version"], result["rules_digest"],
+                     keys.encrypt(json_of(result)), result["outcome"], appointment.isoformat(),
+                     keys.encrypt(name.encode()), submitted.isoformat(" "), submitted.isoformat(" "), 0,
+                     keys.name_index(name), keys.dob_index(dob.isoformat())))
         if appointment < today and rng.random() < 0.35:
-            reviews.append((n + 1, "proceed", "", (submitted + dt.timedelta(days=1)).isoformat(" ")))
+            reviews.append((n + 1, "proceed", keys.encrypt(b""), (submitted + dt.timedelta(days=1)).isoformat(" ")))
     with app.app_context():
         practitioner_id = create_user(db.session, "bench-prac@clinic.test", "Bench Practitioner",
                                       ["practitioner"], PASSWORD).id

@@ -5,9 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, Date, DateTime, Index, LargeBinary, String, Text
+from sqlalchemy import Date, DateTime, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from .crypto import EncryptedBytes, EncryptedJSON, EncryptedText
 from .extensions import db
 
 
@@ -23,8 +24,8 @@ class Draft(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    answers: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    signature_name: Mapped[str | None] = mapped_column(Text)
+    answers: Mapped[dict[str, Any]] = mapped_column(EncryptedJSON, default=dict)
+    signature_name: Mapped[str | None] = mapped_column(EncryptedText)
     signed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     is_kiosk: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -33,7 +34,12 @@ class Draft(db.Model):
 
 
 class Submission(db.Model):
-    """A signed, submitted questionnaire and its screening result. Never edited after it is stored."""
+    """A signed, submitted questionnaire and its screening result. Never edited after it is stored.
+
+    Answers, result, signature and PDF are encrypted at rest; the reference, dates and outcome are not
+    (they say nothing about who the client is). Name and date of birth are searchable only through
+    keyed blind indexes.
+    """
 
     __tablename__ = "submission"
     __table_args__ = (
@@ -43,21 +49,20 @@ class Submission(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     reference: Mapped[str] = mapped_column(String(16), unique=True)
-    answers: Mapped[dict[str, Any]] = mapped_column(JSON)
+    answers: Mapped[dict[str, Any]] = mapped_column(EncryptedJSON)
     dictionary_version: Mapped[str] = mapped_column(String(32))
     rules_digest: Mapped[str] = mapped_column(String(64))
-    result: Mapped[dict[str, Any]] = mapped_column(JSON)
+    result: Mapped[dict[str, Any]] = mapped_column(EncryptedJSON)
     outcome: Mapped[str] = mapped_column(String(16))
     appointment_date: Mapped[dt.date] = mapped_column(Date)
-    signature_name: Mapped[str] = mapped_column(Text)
+    signature_name: Mapped[str] = mapped_column(EncryptedText)
     signed_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     submitted_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     is_kiosk: Mapped[bool] = mapped_column(default=False)
-    # Search fields for the staff list, copied from the answers at submit (issue 6 may replace them
-    # with a keyed blind index): lower-cased name and the date of birth.
-    search_name: Mapped[str] = mapped_column(String(120), default="", index=True)
-    dob: Mapped[dt.date | None] = mapped_column(Date, index=True)
-    pdf: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # Blind indexes for the staff search (crypto.Vault.name_index and dob_index), set at submit.
+    name_index: Mapped[str] = mapped_column(Text, default="")
+    dob_index: Mapped[str | None] = mapped_column(String(32), index=True)
+    pdf: Mapped[bytes | None] = mapped_column(EncryptedBytes)
     pdf_sha256: Mapped[str | None] = mapped_column(String(64))
     pdf_rendered_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
@@ -118,9 +123,9 @@ class Review(db.Model):
     practitioner_id: Mapped[int] = mapped_column(db.ForeignKey("staff_user.id"))
     decision: Mapped[str] = mapped_column(String(32))  # proceed, proceed_with_precautions, defer, decline
     defer_until: Mapped[dt.date | None] = mapped_column(Date)
-    note: Mapped[str] = mapped_column(Text, default="")
+    note: Mapped[str] = mapped_column(EncryptedText, default="")
     signed_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    pdf: Mapped[bytes | None] = mapped_column(LargeBinary)  # the signed-off version; the original stays
+    pdf: Mapped[bytes | None] = mapped_column(EncryptedBytes)  # the signed-off version; the original stays
     pdf_sha256: Mapped[str | None] = mapped_column(String(64))
 
 
@@ -133,7 +138,7 @@ class FlagAcknowledgement(db.Model):
     review_id: Mapped[int] = mapped_column(db.ForeignKey("review.id"), index=True)
     flag_index: Mapped[int] = mapped_column()  # position in the stored result's flags
     flag_id: Mapped[str] = mapped_column(String(64))
-    note: Mapped[str] = mapped_column(Text, default="")
+    note: Mapped[str] = mapped_column(EncryptedText, default="")
     is_override: Mapped[bool] = mapped_column(default=False)
 
 
@@ -145,7 +150,7 @@ class Addendum(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     submission_id: Mapped[int] = mapped_column(db.ForeignKey("submission.id"), index=True)
     author_id: Mapped[int] = mapped_column(db.ForeignKey("staff_user.id"))
-    text: Mapped[str] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(EncryptedText)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from . import questions as qd
+from .crypto import vault
 from .errors import DraftNotFound, IncompleteDraft, NotSigned, SaveFailed, SubmissionNotFound
 from .models import Draft, Submission, utcnow
 from .rules import AnswersError, RuleSet, evaluate
@@ -128,6 +129,7 @@ def submit(session: Session, draft: Draft, ruleset: RuleSet) -> Submission:
 
     asked = set(asked_ids(answers))
     stored = {k: v for k, v in answers.items() if k in asked}
+    keys = vault()
     for attempt in range(5):
         submission = Submission(
             reference=new_reference(),
@@ -140,8 +142,8 @@ def submit(session: Session, draft: Draft, ruleset: RuleSet) -> Submission:
             signature_name=draft.signature_name,
             signed_at=draft.signed_at,
             is_kiosk=draft.is_kiosk,
-            search_name=" ".join(answers["full_name"].split()).casefold()[:120],
-            dob=result_date(answers["dob"]),
+            name_index=keys.name_index(answers["full_name"]),
+            dob_index=keys.dob_index(answers["dob"]),
         )
         session.add(submission)
         session.delete(draft)
@@ -293,3 +295,43 @@ def render_later(app: Flask, submission_id: int) -> None:
 def wait_for_pdfs() -> None:
     """Block until every queued PDF has been rendered (or has failed): for tests and shutdown."""
     _pdf_queue.join()
+
+
+# -- keys ------------------------------------------------------------------------------
+
+
+def rotate_keys(session: Session, batch: int = 100) -> dict[str, int]:
+    """Re-encrypt every encrypted value under the newest key and recompute the blind indexes.
+
+    Works through each table in batches of ``batch`` rows, one commit per batch: safe to run while the
+    app serves clients, and to run again after an interruption. Returns the rows rewritten per table.
+    """
+    from sqlalchemy.orm.attributes import flag_modified
+
+    from .crypto import _Encrypted
+    from .extensions import db
+
+    keys = vault()
+    counts: dict[str, int] = {}
+    for mapper in sorted(db.Model.registry.mappers, key=lambda m: m.class_.__name__):
+        model = mapper.class_
+        columns = [c.key for c in mapper.columns if isinstance(c.type, _Encrypted)]
+        if not columns:
+            continue
+        last, done = 0, 0
+        while True:
+            rows = session.scalars(select(model).where(model.id > last).order_by(model.id).limit(batch)).all()
+            if not rows:
+                break
+            for row in rows:
+                for column in columns:
+                    if getattr(row, column) is not None:
+                        flag_modified(row, column)  # written again, so encrypted under the newest key
+                if model is Submission:
+                    row.name_index = keys.name_index(row.answers.get("full_name", ""))
+                    row.dob_index = keys.dob_index(row.answers["dob"]) if row.answers.get("dob") else None
+            last, done = rows[-1].id, done + len(rows)
+            session.commit()
+            session.expunge_all()
+        counts[model.__tablename__] = done
+    return counts

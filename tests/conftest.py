@@ -7,6 +7,9 @@ from screening.config import ROOT
 from screening.extensions import db, limiter
 from screening.rules import load_rules
 
+# Fixed test keys (Fernet format): never used outside the tests.
+TEST_KEYS = {"ENCRYPTION_KEYS": ["qH4c2C3x0r3ZkO3bq7ZkJkq0Ww4h3x7oR0Vb5y6H1jQ="],
+             "INDEX_KEY": "test-index-key-0123456789abcdef0123456789"}
 DATABASES = ["sqlite"] + (["postgresql"] if os.environ.get("SCREENING_TEST_DATABASE_URL") else [])
 
 
@@ -19,7 +22,8 @@ def ruleset():
 def make_app(uri: str, **extra):
     """Return an app on ``uri`` with an empty schema."""
     settings = {"TESTING": True, "SQLALCHEMY_DATABASE_URI": uri, "SECRET_KEY": "test-secret",
-                "CLINIC_NAME": "Test Clinic", "CLINIC": None, "PDF_BACKGROUND": False, **extra}
+                "CLINIC_NAME": "Test Clinic", "CLINIC": None, "PDF_BACKGROUND": False, **TEST_KEYS,
+                **extra}
     settings.pop("CLINIC")
     app = create_app(settings)
     with app.app_context():

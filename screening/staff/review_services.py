@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased, defer
 
 from .. import audit
+from ..crypto import vault
 from ..errors import SubmissionNotFound
 from ..models import Addendum, AuditEvent, FlagAcknowledgement, Review, StaffUser, Submission, utcnow
 from ..pdf import render, report_context
@@ -143,19 +144,18 @@ def _conditions(query: ListQuery, counting: bool = False) -> list:
         conditions.append(Submission.outcome == query.outcome)
     if query.reference.strip():
         conditions.append(Submission.reference == normalise_reference(query.reference))
+    keys = vault()
     if query.birth_date is not None:
-        conditions.append(Submission.dob == query.birth_date)
-    term = " ".join(query.name.split()).casefold()
-    if term:
-        # "Contains" cannot use a B-tree range, but it needs only search_name and the id: the database
-        # reads the small search_name index instead of every row's answers. Counting reads it directly;
-        # the page reads it in a subquery, so that a rare name never walks the table in date order.
+        conditions.append(Submission.dob_index == keys.dob_index(query.birth_date.isoformat()))
+    # Names are stored encrypted: each typed word must match a word-start in the name's blind index.
+    for entry in keys.name_query(query.name):
         if counting:
-            conditions.append(Submission.search_name.contains(term, autoescape=True))
+            conditions.append(Submission.name_index.contains(entry, autoescape=True))
         else:
+            # In a subquery, so that a rare name never walks the table in date order.
             other = aliased(Submission)
-            matching = select(other.id).where(other.search_name.contains(term, autoescape=True))
-            conditions.append(Submission.id.in_(matching))
+            conditions.append(Submission.id.in_(select(other.id).where(other.name_index.contains(entry,
+                                                                                                autoescape=True))))
     if query.status == "new":
         conditions.append(Review.id.is_(None))
     elif query.status == "signed_off":
@@ -164,7 +164,11 @@ def _conditions(query: ListQuery, counting: bool = False) -> list:
 
 
 def list_submissions(session: Session, query: ListQuery, per_page: int = PER_PAGE) -> ListPage:
-    """Return one page of submissions matching ``query``, with each one's review status, in two queries."""
+    """Return one page of submissions matching ``query``, with each one's review status, in two queries.
+
+    A day's list is in name order; names are encrypted, so that day's rows are decrypted and sorted here
+    (a clinic sees tens of clients a day). Any other list is in date order and decrypts one page.
+    """
     counted = select(func.count()).select_from(Submission)
     if query.status:
         counted = counted.outerjoin(Review, Review.submission_id == Submission.id)
@@ -172,28 +176,25 @@ def list_submissions(session: Session, query: ListQuery, per_page: int = PER_PAG
     pages = max(1, math.ceil(total / per_page))
     page = min(max(1, query.page), pages)
     rows = select(
-        Submission.reference,
-        Submission.answers["full_name"].as_string(),
-        Submission.dob,
-        Submission.appointment_date,
-        Submission.outcome,
-        Submission.result["earliest_date"].as_string(),
-        Submission.result["open_ended"].as_boolean(),
-        Review.decision,
-        Review.signed_at,
+        Submission.id, Submission.reference, Submission.answers, Submission.appointment_date, Submission.outcome,
+        Submission.result, Review.decision, Review.signed_at,
     ).outerjoin(Review, Review.submission_id == Submission.id).where(*_conditions(query))
-    if query.day is not None:
-        rows = rows.order_by(Submission.search_name, Submission.id)
-    else:
+    if query.day is None:
         rows = rows.order_by(Submission.appointment_date.desc(), Submission.id.desc())
-    rows = rows.limit(per_page).offset((page - 1) * per_page)
+        rows = rows.limit(per_page).offset((page - 1) * per_page)
     out = [
-        ListRow(reference=r[0], name=r[1] or "", dob=r[2], appointment_date=r[3], outcome=r[4],
-                earliest_date=dt.date.fromisoformat(r[5]) if r[5] else None, open_ended=bool(r[6]),
-                decision=r[7], signed_at=r[8])
+        (r.id, ListRow(reference=r.reference, name=r.answers.get("full_name", ""),
+                       dob=dt.date.fromisoformat(r.answers["dob"]) if r.answers.get("dob") else None,
+                       appointment_date=r.appointment_date, outcome=r.outcome,
+                       earliest_date=dt.date.fromisoformat(r.result["earliest_date"])
+                       if r.result.get("earliest_date") else None,
+                       open_ended=bool(r.result.get("open_ended")), decision=r.decision, signed_at=r.signed_at))
         for r in session.execute(rows)
     ]
-    return ListPage(rows=out, total=total, page=page, pages=pages, per_page=per_page)
+    if query.day is not None:
+        out.sort(key=lambda pair: (" ".join(pair[1].name.split()).casefold(), pair[0]))
+        out = out[(page - 1) * per_page:page * per_page]
+    return ListPage(rows=[row for _id, row in out], total=total, page=page, pages=pages, per_page=per_page)
 
 
 # -- one record ------------------------------------------------------------------------
