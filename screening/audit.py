@@ -12,6 +12,7 @@ ACTIONS = {
     "sign_off", "addendum", "mark_arrived",
     "account_created", "account_deactivated", "password_reset",
     "kiosk_start", "kiosk_stop",
+    "purged", "exported", "erased",  # the command line's record keeping (screening.records); actor None
 }
 
 
