@@ -197,14 +197,16 @@ def enforce():
 
 
 _TAG = re.compile(r"<(input|select|textarea|form)\b([^>]*?)(\s*/?)>", re.IGNORECASE)
-_AUTOCOMPLETE = re.compile(r"\s+autocomplete\s*=\s*(\"[^\"]*\"|'[^']*'|[^\s>]+)", re.IGNORECASE)
+# One attribute, its value whole: "autocomplete=" typed into a field's value is part of that value, not an attribute.
+_ATTRIBUTE = re.compile(r"""\s+([^\s"'>/=]+)(?:\s*=\s*(?:"[^"]*"|'[^']*'|[^\s"'>]+))?""")
 
 
 def without_autocomplete(html: str) -> str:
     """Return ``html`` with autocomplete="off" on every form and form field."""
 
     def fix(match: re.Match) -> str:
-        attrs = _AUTOCOMPLETE.sub("", match.group(2))
+        attrs = _ATTRIBUTE.sub(lambda attr: "" if attr.group(1).lower() == "autocomplete" else attr.group(0),
+                               match.group(2))
         return f'<{match.group(1)}{attrs} autocomplete="off"{match.group(3)}>'
 
     return _TAG.sub(fix, html)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import unicodedata
 from typing import Any
 
 from flask_babel import gettext as _
@@ -226,13 +227,17 @@ def _read_value(q: qd.Question, field, today: dt.date) -> tuple[Any, str | None]
             return None, _("Answer must be %(n)s characters or fewer", n=TEXT_LIMITS.get(q.text_kind, 1000))
         return None, _("Select one of the options shown")
     data = field.data
+    chosen = data if isinstance(data, list) else [data] if data else []
+    if q.choices and any(code not in q.choice_codes() for code in chosen):
+        # WTForms' Optional() clears the "not a valid choice" error of a blank-looking value such as "  ".
+        return None, _("Select one of the options shown")
     if q.type in (qd.MULTI, qd.AREAS):
         data = list(dict.fromkeys(data or []))
         if qd.NONE in data and len(data) > 1:
             return None, _("Select ‘None of these’ on its own, or only the ones that apply")
         return (data or None), None
     if q.type == qd.TEXT:
-        text = " ".join((data or "").split())
+        text = clean_text(data)
         if not text:
             return None, None
         if q.text_kind == "email" and not _EMAIL.match(text):
@@ -241,6 +246,15 @@ def _read_value(q: qd.Question, field, today: dt.date) -> tuple[Any, str | None]
             return None, _("Enter a phone number, like 07700 900 982 or +44 7700 900 982")
         return text, None
     return (data or None), None
+
+
+def clean_text(text: str | None) -> str:
+    """Return typed text with its spaces collapsed and control characters (NUL, escape codes) removed.
+
+    No one types a control character; one pasted or posted by a script is dropped rather than stored and
+    printed in the record.
+    """
+    return " ".join("".join(c for c in text or "" if c.isspace() or unicodedata.category(c) != "Cc").split())
 
 
 def _read_group(q: qd.Question, field: FieldList, today: dt.date) -> tuple[list | None, dict[str, str]]:

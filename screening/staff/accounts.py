@@ -111,7 +111,9 @@ def reset_password(session: Session, email: str, password: str) -> StaffUser:
 
 def authenticate(session: Session, email: str, password: str) -> StaffUser | None:
     """Return the active account whose password matches, or None (in about the same time either way)."""
-    user = session.scalar(select(StaffUser).where(StaffUser.email == normalise_email(email)))
+    email = normalise_email(email)
+    # No account's address holds a NUL, and PostgreSQL refuses one in a query: no lookup (the hash check still runs).
+    user = None if "\x00" in email else session.scalar(select(StaffUser).where(StaffUser.email == email))
     try:
         _hasher.verify(user.password_hash if user else _DUMMY, password)
     except (VerificationError, InvalidHashError):

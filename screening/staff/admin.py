@@ -188,7 +188,8 @@ def _users_page(errors: dict[str, str], status: int):
                            summary=summary), status
 
 
-@bp.post("/admin/users/<int:user_id>/deactivate")
+# max: a larger number is no account (a 404), and must not reach the database (a 32-bit integer column).
+@bp.post("/admin/users/<int(max=2147483647):user_id>/deactivate")
 @roles("admin")
 def deactivate(user_id: int):
     """Deactivate a staff account (never your own)."""

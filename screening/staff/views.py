@@ -46,7 +46,8 @@ def _failed(response) -> bool:
 
 
 def _safe_next(target: str | None) -> str | None:
-    if target and target.startswith("/staff/") and not target.startswith("//"):
+    # isprintable: a newline would split the Location header (a 500), and no staff URL has a control character.
+    if target and target.startswith("/staff/") and not target.startswith("//") and target.isprintable():
         return target
     return None
 
