@@ -4,12 +4,13 @@ Run: .venv/bin/python bench/bench_submit.py [--rounds 5] [--clients 20] [--worke
                                             [--no-pdf-background]
 
 Creates a fresh SQLite file in a temporary folder, migrates it (``flask --app wsgi db upgrade``),
-and starts ``gunicorn -w 2 -b 127.0.0.1:<free port> wsgi:app`` with SCREENING_DATABASE_URL,
-SCREENING_SECRET_KEY and SCREENING_PDF_BACKGROUND=1 (the default: each PDF renders in a thread
-of the worker after the submit commits; ``--no-pdf-background`` sets 0, to compare). Then, for each round, ``--clients`` threads each
-complete the whole questionnaire over HTTP with their own cookie (start, every page GET and
-POST, check answers, declaration GET) and POST the declaration; only that final POST (the
-submit) is timed. With ``--burst`` the clients wait for one another before submitting, so that
+and starts ``gunicorn -w 2 wsgi:app`` on a free loopback port with SCREENING_DATABASE_URL, the keys
+and SCREENING_PDF_BACKGROUND=thread (the default: each PDF renders in the worker's renderer thread
+after the submit commits; ``--no-pdf-background`` sets 0, to compare). Then, for each round,
+``--clients`` threads each complete the whole questionnaire over HTTP with their own cookie (start,
+every page GET and POST, check answers, declaration GET) and POST the declaration; only that final
+POST (the submit) is timed. The HTTP client, gunicorn and the questionnaire over HTTP are shared
+with the tests (``tests/live.py``). With ``--burst`` the clients wait for one another before submitting, so that
 the submits of a round arrive together.
 
 Prints the submit's median and 95th percentile in ms, the throughput, then stops gunicorn (always),
@@ -22,155 +23,18 @@ Load goes only to 127.0.0.1, is bounded (rounds x clients questionnaires) and st
 from __future__ import annotations
 
 import argparse
-import http.client
-import os
-import re
-import signal
-import socket
-import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-from http.cookies import SimpleCookie
 from pathlib import Path
-from urllib.parse import urlencode, urlsplit
 
-from _common import ROOT, percentile, typical_answers
+from _common import percentile, typical_answers
 
-from screening import questions as qd  # noqa: E402
-from tests.web import csrf_token, page_data  # noqa: E402
+from tests import live  # noqa: E402 - the HTTP client, gunicorn and the questionnaire over HTTP
 
 TARGET_P95_MS = 50.0
-HOST = "127.0.0.1"
-BIN = Path(sys.executable).parent
-ERROR_SUMMARY = re.compile(r'<li><a href="#[^"]+">([^<]+)</a>')
-
-
-class Client:
-    """One browser: its own cookie jar, a new connection per request (gunicorn's sync workers close it)."""
-
-    def __init__(self, port: int, timings: dict[str, list[float]], lock: threading.Lock):
-        self.port = port
-        self.cookies: dict[str, str] = {}
-        self.timings = timings
-        self.lock = lock
-        self.requests = 0
-
-    def request(self, method: str, path: str, data: dict | None = None, kind: str | None = None):
-        """Send one request; return (status, location, body text, ms)."""
-        headers = {"Host": f"{HOST}:{self.port}", "User-Agent": "bench_submit"}
-        if self.cookies:
-            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
-        body = None
-        if data is not None:
-            body = urlencode(data, doseq=True).encode()
-            headers["Content-Type"] = "application/x-www-form-urlencoded"
-        conn = http.client.HTTPConnection(HOST, self.port, timeout=120)
-        try:
-            t0 = time.perf_counter()
-            conn.request(method, path, body=body, headers=headers)
-            response = conn.getresponse()
-            text = response.read().decode("utf-8", "replace")
-            ms = (time.perf_counter() - t0) * 1000
-            for header in response.headers.get_all("Set-Cookie") or []:
-                for name, morsel in SimpleCookie(header).items():
-                    if morsel.value == "" or morsel["max-age"] == "0" or "1970" in morsel["expires"]:
-                        self.cookies.pop(name, None)
-                    else:
-                        self.cookies[name] = morsel.value
-            location = response.getheader("Location") or ""
-        finally:
-            conn.close()
-        self.requests += 1
-        if kind:
-            with self.lock:
-                self.timings.setdefault(kind, []).append(ms)
-        return response.status, location, text, ms
-
-
-def expect(condition: bool, message: str) -> None:
-    if not condition:
-        raise AssertionError(message)
-
-
-def run_client(port: int, answers: dict, barrier: threading.Barrier | None, timings, lock) -> dict:
-    """Complete the questionnaire; return the submit's status, location, time and the reference."""
-    c = Client(port, timings, lock)
-    status, _, text, _ = c.request("GET", "/", kind="GET /")
-    expect(status == 200, f"GET / gave {status}")
-    status, location, _, _ = c.request("POST", "/start", {"csrf_token": csrf_token(text), "action": "start"},
-                                       kind="POST /start")
-    expect(status == 302, f"POST /start gave {status}")
-    for page in qd.PAGES:
-        status, _, text, _ = c.request("GET", f"/q/{page.id}", kind="GET /q/<page>")
-        expect(status == 200, f"GET /q/{page.id} gave {status}")
-        status, location, text, _ = c.request(
-            "POST", f"/q/{page.id}", {"csrf_token": csrf_token(text), **page_data(page, answers)},
-            kind="POST /q/<page>")
-        expect(status == 302, f"POST /q/{page.id} gave {status}: {ERROR_SUMMARY.findall(text)}")
-    status, _, _, _ = c.request("GET", "/check", kind="GET /check")
-    expect(status == 200, f"GET /check gave {status}")
-    status, _, text, _ = c.request("GET", "/declaration", kind="GET /declaration")
-    expect(status == 200, f"GET /declaration gave {status}")
-    form = {"csrf_token": csrf_token(text), "confirm": "y", "signature": answers["full_name"]}
-    if barrier is not None:
-        barrier.wait(timeout=600)
-    status, location, _, submit_ms = c.request("POST", "/declaration", form, kind="POST /declaration (submit)")
-    reference = None
-    if status == 302 and urlsplit(location).path == "/done":
-        _, _, text, _ = c.request("GET", "/done", kind="GET /done")
-        match = re.search(r'class="reference">([A-Z0-9-]+)<', text)
-        reference = match.group(1) if match else None
-    return {"status": status, "location": location, "ms": submit_ms, "reference": reference,
-            "requests": c.requests}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
-def wait_until_up(port: int, proc: subprocess.Popen, timeout: float = 60) -> float:
-    """Poll GET / until it answers 200; return the seconds it took."""
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        if proc.poll() is not None:
-            raise RuntimeError(f"gunicorn exited with {proc.returncode} before answering")
-        try:
-            conn = http.client.HTTPConnection(HOST, port, timeout=5)
-            conn.request("GET", "/")
-            status = conn.getresponse().status
-            conn.close()
-            if status == 200:
-                return time.monotonic() - t0
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"gunicorn did not answer on port {port} within {timeout:.0f} s")
-
-
-def stop(proc: subprocess.Popen) -> str:
-    """Stop the gunicorn we started: SIGTERM to its master, then SIGKILL to its own process group."""
-    if proc.poll() is not None:
-        return f"had already exited ({proc.returncode})"
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=40)
-        return "stopped (SIGTERM)"
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # the group was made for this gunicorn (start_new_session)
-        proc.wait(timeout=10)
-        return "KILLED (SIGKILL) after 40 s"
-
-
-def pdf_counts(db_path: Path) -> tuple[int, int]:
-    with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=30) as con:
-        total, rendered = con.execute("SELECT count(*), count(pdf) FROM submission").fetchone()
-    return total, rendered
 
 
 def main() -> int:
@@ -189,31 +53,21 @@ def main() -> int:
     tmp = tempfile.TemporaryDirectory(prefix="bench-submit-")
     db_path = Path(tmp.name) / "bench.db"
     log_path = Path(tmp.name) / "gunicorn.log"
-    env = {**os.environ, "SCREENING_DATABASE_URL": f"sqlite:///{db_path}",
-           "SCREENING_SECRET_KEY": "bench-submit-secret",
-           "SCREENING_PDF_BACKGROUND": "0" if args.no_pdf_background else "1"}
-    migrate = subprocess.run([str(BIN / "flask"), "--app", "wsgi", "db", "upgrade"], cwd=ROOT, env=env,
-                             capture_output=True, text=True, timeout=120)
-    if migrate.returncode != 0:
-        print(migrate.stdout, migrate.stderr, sep="\n")
-        raise SystemExit("db upgrade failed")
+    env = live.server_env(f"sqlite:///{db_path}",
+                          SCREENING_PDF_BACKGROUND="0" if args.no_pdf_background else "thread")
+    live.migrate(env)
+    app = live.orm_app(env)
 
-    port = free_port()
     results: list[dict] = []
     errors: list[str] = []
     timings: dict[str, list[float]] = {}
     lock = threading.Lock()
-    proc = None
     wall = 0.0
     drain_s = None
-    outcome = "not started"
-    with open(log_path, "w") as log:
-        try:
-            proc = subprocess.Popen(
-                [str(BIN / "gunicorn"), "-w", str(args.workers), "-b", f"{HOST}:{port}", "wsgi:app"],
-                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-            up_s = wait_until_up(port, proc)
-            print(f"gunicorn -w {args.workers} on {HOST}:{port} answered after {up_s:.1f} s; "
+    server = None
+    try:
+        with live.serve(env, log_path, workers=args.workers) as server:
+            print(f"gunicorn -w {args.workers} on {server.url}; "
                   f"{args.rounds} rounds of {args.clients} concurrent clients"
                   f"{', submitting together (--burst)' if args.burst else ''}; "
                   f"SCREENING_PDF_BACKGROUND={env['SCREENING_PDF_BACKGROUND']}", flush=True)
@@ -225,7 +79,8 @@ def main() -> int:
                 def work(i: int, r: int = r, barrier=barrier, round_results=round_results) -> None:
                     answers = {**base, "full_name": f"Bench Client R{r}N{i}"}
                     try:
-                        out = run_client(port, answers, barrier, timings, lock)
+                        client = live.Client(server.port, timings, lock, agent="bench_submit")
+                        out = live.complete_questionnaire(client, answers, barrier=barrier)
                     except Exception as exc:  # noqa: BLE001 - count and report every failure
                         if barrier is not None:
                             barrier.abort()
@@ -249,30 +104,23 @@ def main() -> int:
                       f"max {ms[-1] if ms else float('nan'):6.1f} ms, "
                       f"{sum(1 for x in round_results if 'error' in x)} failed", flush=True)
             # Let the background renders finish, so that stopping does not kill them half-way.
-            t0 = time.monotonic()
-            while not args.no_pdf_background and time.monotonic() - t0 < args.drain_timeout:
-                total, rendered = pdf_counts(db_path)
-                if rendered >= total:
-                    drain_s = time.monotonic() - t0
-                    break
-                time.sleep(1)
-        except BaseException:
-            outcome = stop(proc) if proc is not None else "never started"
-            log.flush()
-            print(f"gunicorn {outcome}; the end of its log:\n" + "\n".join(log_path.read_text().splitlines()[-30:]))
-            raise
-        else:
-            outcome = stop(proc)
-    log_text = log_path.read_text()
+            if not args.no_pdf_background:
+                drain_s = live.wait_for_pdfs(app, args.drain_timeout)
+    except BaseException:
+        if server is not None:
+            print(f"gunicorn {server.outcome}; the end of its log:\n"
+                  + "\n".join(server.log().splitlines()[-30:]))
+        raise
+    outcome = server.outcome
 
-    total, rendered = pdf_counts(db_path)
-    with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True) as con:
-        drafts = con.execute("SELECT count(*) FROM draft").fetchone()[0]
-        stored_refs = {row[0] for row in con.execute("SELECT reference FROM submission")}
+    total, rendered = live.pdf_counts(app)
+    drafts = live.draft_count(app)
+    stored_refs = {s["reference"] for s in live.stored_submissions(app)}
+    problems = server.log_problems()
     tmp.cleanup()
 
     submits = [x for x in results if "ms" in x]
-    ok = [x for x in submits if x["status"] == 302 and urlsplit(x["location"]).path == "/done"]
+    ok = [x for x in submits if live.submitted(x)]
     bad = [x for x in submits if x not in ok]
     refs = {x["reference"] for x in ok if x["reference"]}
     ms = sorted(x["ms"] for x in submits)
@@ -304,8 +152,6 @@ def main() -> int:
         print(f"  PDFs rendered in the background: {rendered} of {total}"
               + (f", the last {drain_s:.1f} s after the last round ended" if drain_s is not None else
                  f" (not all within {args.drain_timeout:.0f} s)"))
-    problems = [line for line in log_text.splitlines()
-                if any(w in line for w in ("ERROR", "Traceback", "CRITICAL", "WORKER TIMEOUT", "Error"))]
     print(f"  gunicorn log: {len(problems)} error lines" + ("" if not problems else ":"))
     for line in problems[:10]:
         print(f"    {line[:200]}")

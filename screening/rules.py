@@ -819,6 +819,21 @@ def _date_source(chk: _Checker, item: Any, path: tuple, group: qd.Question | Non
     return _DateSource(when, ref, None)
 
 
+def _rule_at(text: str, exc: yaml.YAMLError) -> str | None:
+    """The id of the rule a YAML syntax error is in: the last ``- id:`` above the error or, in an unclosed
+    ``{...}`` or ``[...]`` (whose error may show in the next rule), above where it was opened."""
+    marks = [getattr(exc, "problem_mark", None)]
+    if "flow" in (getattr(exc, "context", None) or ""):
+        marks.insert(0, getattr(exc, "context_mark", None))
+    for mark in marks:
+        if mark is not None:
+            for line in reversed(text.splitlines()[:mark.line + 1]):
+                found = re.match(r"\s*-\s+id:\s*['\"]?([\w.-]+)", line)
+                if found:
+                    return found.group(1)
+    return None
+
+
 def parse_rules(data: bytes, source: str = "rules.yaml") -> RuleSet:
     """Check and compile a rules file's bytes; raise RulesError listing every fault."""
     problems: list[RuleProblem] = []
@@ -832,7 +847,9 @@ def parse_rules(data: bytes, source: str = "rules.yaml") -> RuleSet:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else None
         problem = getattr(exc, "problem", None) or str(exc)
-        raise RulesError(source, [RuleProblem("(file)", line, f"not valid YAML: {problem}")]) from None
+        rule = _rule_at(text, exc)
+        where = f" (in rule '{rule}')" if rule else ""
+        raise RulesError(source, [RuleProblem("(file)", line, f"not valid YAML{where}: {problem}")]) from None
     lines = _Lines(root, problems)
     try:
         _FileModel.model_validate(doc)
