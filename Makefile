@@ -41,6 +41,7 @@ bench: sysdeps $(STAMP)
 	$(BIN)/python bench/bench_pdf.py
 	$(BIN)/python bench/bench_submit.py
 	$(BIN)/python bench/bench_list.py
+	$(BIN)/python bench/bench_concurrency.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -8,6 +8,7 @@ from flask import Flask, current_app
 
 from . import config
 from .config import ROOT
+from .crypto import Vault, VaultError
 from .rules import RuleSet, load_rules
 
 
@@ -19,6 +20,10 @@ def create_app(test_config: dict | None = None) -> Flask:
     if test_config:
         app.config.update(test_config)
     config.finish(app.config, app.instance_path)
+    try:
+        app.extensions["screening_vault"] = Vault(app.config["ENCRYPTION_KEYS"], app.config["INDEX_KEY"])
+    except VaultError as exc:
+        raise config.ConfigError(str(exc)) from None
     # A broken rules file stops start-up here, naming each rule and line.
     app.extensions["screening_rules"] = load_rules(app.config["RULES_PATH"])
 
@@ -29,6 +34,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     csrf.init_app(app)
     limiter.init_app(app)
     babel.init_app(app, default_domain="messages", default_translation_directories=str(ROOT / "translations"))
+    from . import security
+
+    security.init_app(app)  # headers on every response, the CSP nonce, the error pages
 
     from . import models  # noqa: F401 - the models must be known to Flask-Migrate
     from .cli import screening_cli

@@ -10,6 +10,7 @@ from flask import current_app
 from flask.cli import AppGroup
 
 from . import questions as qd
+from . import records
 from .rules import AnswersError, RulesError, evaluate, load_rules
 
 screening_cli = AppGroup("screening", help="Screening: check rules, list questions, evaluate answers.")
@@ -104,8 +105,25 @@ def pdf_cmd(reference: str, output: str) -> None:
         click.echo(f"error: no submission has the reference {reference!r}", err=True)
         sys.exit(1)
     data = ensure_pdf(db.session, submission, current_app.config["CLINIC"])
-    with open(output, "wb") as fh:
-        fh.write(data)
+    import os
+    import tempfile
+
+    # A temporary file beside the target, renamed over it once complete: a full disk or a crash never
+    # leaves a partial PDF under the target's name (mode 0600: it holds health data).
+    temp = None
+    try:
+        fd, temp = tempfile.mkstemp(prefix=f".{os.path.basename(output)}.", suffix=".partial",
+                                    dir=os.path.dirname(os.path.abspath(output)))
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(temp, output)
+    except OSError as exc:
+        if temp is not None and os.path.exists(temp):
+            os.unlink(temp)
+        click.echo(f"error: cannot write {output}: {exc.strerror or exc}; nothing was written", err=True)
+        sys.exit(1)
     click.echo(f"wrote {output} ({len(data)} bytes, sha256 {submission.pdf_sha256[:16]})")
 
 
@@ -138,6 +156,25 @@ def render_pdfs(watch: bool, interval: float) -> None:
         sys.exit(1)
 
 
+@screening_cli.command("new-key")
+def new_key_cmd() -> None:
+    """Print a new random key for SCREENING_ENCRYPTION_KEYS or SCREENING_INDEX_KEY."""
+    from .crypto import new_key
+
+    click.echo(new_key())
+
+
+@screening_cli.command("rotate-keys")
+def rotate_keys_cmd() -> None:
+    """Re-encrypt everything under the newest key in SCREENING_ENCRYPTION_KEYS and rebuild the search indexes."""
+    from .extensions import db
+    from .services import rotate_keys
+
+    counts = rotate_keys(db.session)
+    click.echo("re-encrypted under the newest key: " + ", ".join(f"{n} {table}" for table, n in counts.items()))
+    click.echo("Older keys can now be removed from SCREENING_ENCRYPTION_KEYS (keep them with old backups).")
+
+
 @screening_cli.command("purge-drafts")
 def purge_drafts() -> None:
     """Delete every expired draft."""
@@ -149,6 +186,122 @@ def purge_drafts() -> None:
     count = db.session.execute(delete(Draft).where(Draft.expires_at < utcnow())).rowcount
     db.session.commit()
     click.echo(f"deleted {count} expired draft(s)")
+
+
+# -- backups, retention and the client's rights (screening/records.py) ------------------------------
+
+
+@screening_cli.command("backup")
+@click.argument("directory", type=click.Path())
+def backup_cmd(directory: str) -> None:
+    """Back up the database into DIRECTORY while the app runs (SQLite: online copy; PostgreSQL: pg_dump)."""
+    from .extensions import db
+
+    try:
+        result = records.backup(db.engine.url, directory)
+    except records.PgDumpMissing as exc:
+        click.echo(f"error: {exc}", err=True)
+        click.echo(records.KEYS_NOTE, err=True)
+        sys.exit(1)
+    except records.BackupError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    how = {"online": "online copy", "locked": "online copy, finished under a read lock as the app kept writing",
+           "pg_dump": "pg_dump, custom format"}[result.method]
+    click.echo(f"wrote {result.path} ({result.size:,} bytes, sha256 {result.sha256}; {how})")
+    if result.method == "pg_dump":
+        click.echo("Restore it into a new, empty database: createdb NEW_DB && "
+                   f"pg_restore --no-owner --exit-on-error --dbname=NEW_DB {result.path}")
+    else:
+        click.echo("Restore it by stopping the app and copying it over the database file "
+                   "(or pointing SCREENING_DATABASE_URL at a copy of it).")
+    click.echo(records.KEYS_NOTE)
+
+
+@screening_cli.command("purge")
+@click.option("--before", type=click.DateTime(formats=["%Y-%m-%d"]), metavar="YYYY-MM-DD",
+              help="Delete submissions submitted before this date (UTC). Default: today minus the retention period.")
+@click.option("--yes", is_flag=True, help="Delete them; without it, only list what would be deleted.")
+@click.option("--force", is_flag=True, help="Allow a date later than today minus the retention period.")
+def purge_cmd(before, yes: bool, force: bool) -> None:
+    """Delete submissions older than the retention period (SCREENING_RETENTION_YEARS); a dry run unless --yes."""
+    from .extensions import db
+
+    years = int(current_app.config["RETENTION_YEARS"])
+    cutoff = records.retention_cutoff(records.today(), years)
+    day = before.date() if before else cutoff
+    try:
+        records.check_before(day, cutoff, years, force=force)
+    except records.TooRecent as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"Retention period: {years} years. Submissions submitted before {day.isoformat()} (00:00 UTC):")
+    if not yes:
+        candidates = records.purge_candidates(db.session, day)
+        for c in candidates:
+            click.echo(f"  {c.reference}  submitted {c.submitted_at:%Y-%m-%d}")
+        click.echo(f"{len(candidates)} submission(s) would be deleted, with their reviews, acknowledgements, "
+                   "addenda and arrivals.")
+        click.echo("Dry run: nothing was deleted. Run again with --yes to delete them.")
+        return
+    candidates, deleted = records.purge(db.session, day)
+    for c in candidates:
+        click.echo(f"  {c.reference}  submitted {c.submitted_at:%Y-%m-%d}  deleted")
+    click.echo(f"deleted {deleted.describe()}")
+
+
+@screening_cli.command("export")
+@click.argument("reference")
+@click.option("-o", "--output", "directory", required=True, type=click.Path(),
+              help="Directory to write REFERENCE/ into (record.json and the PDFs).")
+@click.option("--reason", default="", help=f"Why (at most {records.REASON_MAX} characters, kept in the audit "
+                                            "trail: no health data).")
+def export_cmd(reference: str, directory: str, reason: str) -> None:
+    """Export one client's record (JSON and PDFs), e.g. for a subject access request."""
+    from .errors import SubmissionNotFound
+    from .extensions import db
+
+    try:
+        result = records.export(db.session, reference, directory, current_app.config["CLINIC"], reason=reason)
+    except SubmissionNotFound:
+        click.echo(f"error: no submission has the reference {reference!r}", err=True)
+        sys.exit(1)
+    except records.RecordsError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"wrote {result.path}: {', '.join(result.files)}")
+    click.echo("It holds health data: send it to the client securely and delete your copy afterwards.")
+
+
+@screening_cli.command("erase")
+@click.argument("reference")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--reason", default="", help=f"Why (at most {records.REASON_MAX} characters, kept in the audit "
+                                            "trail: no health data).")
+def erase_cmd(reference: str, yes: bool, reason: str) -> None:
+    """Erase one client's submission and everything attached to it (review, addenda, arrival)."""
+    from .errors import SubmissionNotFound
+    from .extensions import db
+
+    try:
+        records.clean_reason(reason)
+        stored = records.find_reference(db.session, reference)
+    except SubmissionNotFound:
+        click.echo(f"error: no submission has the reference {reference!r}", err=True)
+        sys.exit(1)
+    except records.RecordsError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    db.session.rollback()
+    if not yes:
+        click.confirm(f"Erase submission {stored} with its review, acknowledgements, addenda and arrival? "
+                      "This cannot be undone (backups keep it until they are deleted)", abort=True)
+    try:
+        stored, deleted = records.erase(db.session, stored, reason=reason)
+    except SubmissionNotFound:
+        click.echo(f"error: no submission has the reference {reference!r} (erased meanwhile?)", err=True)
+        sys.exit(1)
+    click.echo(f"erased {stored}: {deleted.describe()}")
 
 
 def _ask_password() -> str:

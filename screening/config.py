@@ -8,6 +8,8 @@ import re
 import secrets
 from pathlib import Path
 
+from limits import parse_many
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -39,9 +41,25 @@ def from_environ(environ=None) -> dict:
         "STAFF_LOGIN_LIMIT_ACCOUNT": env.get("SCREENING_LOGIN_LIMIT_ACCOUNT", "5 per 15 minutes"),
         # memory:// counts per process; use redis://127.0.0.1:6379 when several workers serve the app.
         "RATELIMIT_STORAGE_URI": env.get("SCREENING_RATELIMIT_STORAGE_URI", "memory://"),
+        # Questionnaires started and sent per client address (kiosk tablets are exempt; Flask-Limiter syntax).
+        "START_LIMIT": env.get("SCREENING_START_LIMIT", "30 per hour"),
+        "SUBMIT_LIMIT": env.get("SCREENING_SUBMIT_LIMIT", "20 per hour"),
+        # Reverse proxies in front of the app whose X-Forwarded-For/-Proto headers are trusted (0: none).
+        "PROXY_COUNT": int(env.get("SCREENING_PROXY_COUNT", "0")),
+        # How long submissions are kept before `flask screening purge` deletes them, counted from the day
+        # they were submitted. 8 years: the Records Management Code of Practice for Health and Social Care
+        # (England, 2021) keeps adult health records 8 years after the last treatment; a clinic may keep
+        # longer (insurer, other UK nations' guidance), never shorter without a reason.
+        "RETENTION_YEARS": int(env.get("SCREENING_RETENTION_YEARS", "8")),
     }
     if env.get("SCREENING_SECRET_KEY"):
         out["SECRET_KEY"] = env["SCREENING_SECRET_KEY"]
+    # Encryption at rest: Fernet keys, comma-separated, newest first (older ones only decrypt), and the
+    # separate key of the blind indexes that staff search by name and date of birth.
+    if env.get("SCREENING_ENCRYPTION_KEYS"):
+        out["ENCRYPTION_KEYS"] = [k.strip() for k in env["SCREENING_ENCRYPTION_KEYS"].split(",") if k.strip()]
+    if env.get("SCREENING_INDEX_KEY"):
+        out["INDEX_KEY"] = env["SCREENING_INDEX_KEY"]
     if env.get("SCREENING_DATABASE_URL"):
         out["SQLALCHEMY_DATABASE_URI"] = env["SCREENING_DATABASE_URL"]
     return out
@@ -50,15 +68,17 @@ def from_environ(environ=None) -> dict:
 def finish(config, instance_path: str) -> None:
     """Fill derived settings and refuse unusable ones (raises ConfigError)."""
     instance = Path(instance_path)
-    if not config.get("SECRET_KEY"):
-        if config["ENV"] == "production":
-            raise ConfigError("SCREENING_SECRET_KEY must be set in production")
-        instance.mkdir(parents=True, exist_ok=True)
-        key_file = instance / "secret_key"
-        if not key_file.exists():
-            key_file.write_text(secrets.token_hex(32))
-            key_file.chmod(0o600)
-        config["SECRET_KEY"] = key_file.read_text().strip()
+    from .crypto import new_key
+
+    for name, env_name, make in (("SECRET_KEY", "SCREENING_SECRET_KEY", lambda: secrets.token_hex(32)),
+                                 ("ENCRYPTION_KEYS", "SCREENING_ENCRYPTION_KEYS", new_key),
+                                 ("INDEX_KEY", "SCREENING_INDEX_KEY", new_key)):
+        if not config.get(name):
+            if config["ENV"] == "production":
+                raise ConfigError(f"{env_name} must be set in production")
+            # Development only: a key generated once into instance/ (never in the repository).
+            value = _instance_secret(instance / name.lower(), make)
+            config[name] = [value] if name == "ENCRYPTION_KEYS" else value
     uri = config.get("SQLALCHEMY_DATABASE_URI") or ""
     if uri.startswith(("postgresql://", "postgres://")):
         # The driver this project installs is psycopg 3.
@@ -72,12 +92,21 @@ def finish(config, instance_path: str) -> None:
     config["SESSION_COOKIE_HTTPONLY"] = True
     config["SESSION_COOKIE_SAMESITE"] = "Lax"
     config["SESSION_COOKIE_SECURE"] = config["ENV"] == "production"
+    if config["ENV"] == "production":
+        # The __Host- prefix: the browser keeps the cookie only if it is Secure, for this host alone, path /.
+        config["SESSION_COOKIE_NAME"] = "__Host-session"
     config["MAX_CONTENT_LENGTH"] = 256 * 1024
+    for name in ("START_LIMIT", "SUBMIT_LIMIT", "STAFF_LOGIN_LIMIT_ADDRESS", "STAFF_LOGIN_LIMIT_ACCOUNT"):
+        try:
+            parse_many(str(config[name]))
+        except ValueError:
+            raise ConfigError(f"a rate limit must read like '30 per hour', not {config[name]!r} ({name})") from None
     mode = {True: "thread", False: "0", "1": "thread"}.get(config["PDF_BACKGROUND"], config["PDF_BACKGROUND"])
     if mode not in ("thread", "worker", "0"):
         raise ConfigError(f"SCREENING_PDF_BACKGROUND must be thread, worker or 0, not {mode!r}")
     config["PDF_BACKGROUND"] = mode
-    for name in ("KIOSK_IDLE_SECONDS", "STAFF_IDLE_MINUTES", "STAFF_SESSION_HOURS", "DRAFT_LIFETIME_HOURS"):
+    for name in ("KIOSK_IDLE_SECONDS", "STAFF_IDLE_MINUTES", "STAFF_SESSION_HOURS", "DRAFT_LIFETIME_HOURS",
+                 "RETENTION_YEARS"):
         if float(config[name]) <= 0:
             raise ConfigError(f"SCREENING_{name} must be above 0, not {config[name]}")
     config["STAFF_IDLE"] = dt.timedelta(minutes=float(config["STAFF_IDLE_MINUTES"]))
@@ -86,6 +115,8 @@ def finish(config, instance_path: str) -> None:
     config.setdefault("STAFF_HOMES", [("staff.submissions", "practitioner"), ("staff.desk", "desk"),
                                       ("staff.audit_trail", "admin")])
     config.setdefault("WTF_CSRF_TIME_LIMIT", None)  # the token lives as long as the session
+    # Pages send Referrer-Policy: no-referrer, so an HTTPS POST carries no Referer for Flask-WTF to check.
+    config.setdefault("WTF_CSRF_SSL_STRICT", False)
     accent = config["CLINIC_ACCENT"]
     if not re.fullmatch(r"#[0-9a-fA-F]{6}", accent):
         raise ConfigError(f"SCREENING_CLINIC_ACCENT must be a colour like #1d5f8a, not {accent!r}")
@@ -103,6 +134,22 @@ def finish(config, instance_path: str) -> None:
         logo_bytes, logo_type = path.read_bytes(), types[path.suffix.lower()]
     config["CLINIC"] = {"name": config["CLINIC_NAME"], "accent": accent, "logo": logo_bytes,
                         "logo_type": logo_type}
+
+
+def _instance_secret(path: Path, make) -> str:
+    """Return the secret kept in ``path``, creating it first if needed (safe when several workers start at once)."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        temporary.write_text(make())
+        temporary.chmod(0o600)
+        try:
+            os.link(temporary, path)  # atomic: exactly one process's key wins
+        except FileExistsError:
+            pass
+        finally:
+            temporary.unlink()
+    return path.read_text().strip()
 
 
 def _luminance(colour: str) -> float:

@@ -8,6 +8,7 @@ from flask import (
     Blueprint,
     abort,
     current_app,
+    g,
     redirect,
     render_template,
     request,
@@ -16,16 +17,17 @@ from flask import (
 )
 from flask_babel import gettext as _
 from flask_wtf import FlaskForm
+from sqlalchemy.exc import OperationalError
 from wtforms import BooleanField, StringField
 from wtforms.validators import Length, Optional
 
-from .. import current_rules, kiosk, services
+from .. import current_rules, kiosk, security, services
 from .. import questions as qd
 from ..display import format_answer
 from ..errors import DraftNotFound, IncompleteDraft, NotSigned, SaveFailed
-from ..extensions import db
+from ..extensions import db, limiter
 from ..rules import asked_ids
-from .forms import error_href, form_data, page_form_class, read_page, unexpected_keys
+from .forms import clean_text, error_href, form_data, page_form_class, read_page, unexpected_keys
 
 bp = Blueprint("questionnaire", __name__)
 bp.register_blueprint(kiosk.bp)
@@ -57,6 +59,16 @@ def no_store(response):
     return response
 
 
+@bp.errorhandler(OperationalError)
+def database_unavailable(exc):
+    """The database is locked, read-only or out of reach: nothing was saved, the draft is as it was; say so."""
+    db.session.rollback()
+    # The type only: the message may quote the statement's parameters.
+    current_app.logger.error("questionnaire request not saved: database error %s",
+                             type(getattr(exc, "orig", None) or exc).__name__)
+    return render_template("questionnaire/not_saved.html"), 503
+
+
 @bp.get("/")
 def start():
     """Show what this is, how long it takes and what happens to the answers."""
@@ -64,12 +76,20 @@ def start():
     return render_template(template, draft=_draft(), form=FlaskForm())
 
 
+def _starts_nothing() -> bool:
+    """Whether this POST /start creates no draft (a kiosk tablet, or continuing one): no limit applies."""
+    return kiosk.active() or (request.form.get("action") != "restart" and _draft() is not None)
+
+
 @bp.post("/start")
+@limiter.limit(lambda: current_app.config["START_LIMIT"], key_func=security.client_key, exempt_when=_starts_nothing)
 def begin():
     """Start a new draft (or continue the one in progress)."""
     form = FlaskForm()
     if not form.validate_on_submit():
         abort(400)
+    if security.honeypot_filled():
+        return security.refuse_quietly()
     draft = _draft()
     if draft is None or request.form.get("action") == "restart":
         if draft is not None:
@@ -215,6 +235,8 @@ class DeclarationForm(FlaskForm):
 
 
 @bp.route("/declaration", methods=["GET", "POST"])
+@limiter.limit(lambda: current_app.config["SUBMIT_LIMIT"], key_func=security.client_key, methods=["POST"],
+               exempt_when=kiosk.active, deduct_when=lambda response: g.get("submitted", False))
 def declaration():
     """Confirm, sign and submit."""
     draft, answers, detour = _complete_draft()
@@ -227,8 +249,10 @@ def declaration():
         return render_template("questionnaire/declaration.html", form=form, errors={}, summary=[])
     if not form.validate():
         abort(400)
+    if security.honeypot_filled():
+        return security.refuse_quietly()  # the draft stays as it was: not signed, not sent
     errors = {}
-    name = " ".join((form.signature.data or "").split())
+    name = clean_text(form.signature.data)
     if not form.confirm.data:
         errors["confirm"] = _("Confirm that your answers are true and complete")
     if not name:
@@ -247,6 +271,7 @@ def declaration():
         return redirect(url_for(".declaration"))
     except SaveFailed:
         return render_template("questionnaire/not_saved.html"), 503
+    g.submitted = True  # counts towards SUBMIT_LIMIT (a refused or mistyped declaration does not)
     if current_app.config["PDF_BACKGROUND"] == "thread":
         services.render_later(current_app._get_current_object(), submission.id)
     if kiosk.active():
