@@ -206,8 +206,8 @@ def test_a_new_process_renders_the_pdfs_a_killed_one_left(database_url):
     reference = complete(left.test_client(), CASES["clear"][0])
     with left.app_context():
         assert submission(left, reference).pdf is None
-    restarted = create_app({**{k: left.config[k] for k in ("TESTING", "SQLALCHEMY_DATABASE_URI", "SECRET_KEY")},
-                            "PDF_BACKGROUND": "thread"})
+    same = ("TESTING", "SQLALCHEMY_DATABASE_URI", "SECRET_KEY", "ENCRYPTION_KEYS", "INDEX_KEY")
+    restarted = create_app({**{k: left.config[k] for k in same}, "PDF_BACKGROUND": "thread"})
     assert restarted.test_client().get("/").status_code == 200  # its first request starts the renderer
     services.wait_for_pdfs()
     with left.app_context():
