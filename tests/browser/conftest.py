@@ -123,6 +123,7 @@ class LiveServer:
         keys = Fernet(ENCRYPTION_KEY.encode())  # stored encrypted at rest: decrypt as the app does
         out["answers"] = json.loads(keys.decrypt(out["answers"]))
         out["result"] = json.loads(keys.decrypt(out["result"]))
+        out["signature_name"] = keys.decrypt(out["signature_name"]).decode()
         return out
 
 
