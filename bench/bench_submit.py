@@ -1,12 +1,14 @@
 """Benchmark the submit under load: 20 concurrent clients against gunicorn, timing the final POST.
 
 Run: .venv/bin/python bench/bench_submit.py [--rounds 5] [--clients 20] [--workers 2] [--burst]
-                                            [--no-pdf-background]
+                                            [--pdf-mode thread|worker|0] [--no-pdf-background]
 
 Creates a fresh SQLite file in a temporary folder, migrates it (``flask --app wsgi db upgrade``),
 and starts ``gunicorn -w 2 wsgi:app`` on a free loopback port with SCREENING_DATABASE_URL, the keys
 and SCREENING_PDF_BACKGROUND=thread (the default: each PDF renders in the worker's renderer thread
-after the submit commits; ``--no-pdf-background`` sets 0, to compare). Then, for each round,
+after the submit commits; ``--pdf-mode worker`` renders in a separate niced
+``flask screening render-pdfs --watch`` process instead; ``--no-pdf-background``, the same as
+``--pdf-mode 0``, renders none, to compare). Then, for each round,
 ``--clients`` threads each complete the whole questionnaire over HTTP with their own cookie (start,
 every page GET and POST, check answers, declaration GET) and POST the declaration; only that final
 POST (the submit) is timed. The HTTP client, gunicorn and the questionnaire over HTTP are shared
@@ -43,18 +45,21 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=20, help="concurrent clients per round (default 20)")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (default 2)")
     parser.add_argument("--burst", action="store_true", help="the clients of a round submit together")
+    parser.add_argument("--pdf-mode", choices=["thread", "worker", "0"], default="thread",
+                        help="SCREENING_PDF_BACKGROUND (default thread; worker: a separate render-pdfs process)")
     parser.add_argument("--no-pdf-background", action="store_true",
                         help="SCREENING_PDF_BACKGROUND=0 (PDFs render on first request), to compare")
     parser.add_argument("--drain-timeout", type=float, default=300,
                         help="seconds to wait for the background PDFs before stopping gunicorn (default 300)")
     args = parser.parse_args()
+    if args.no_pdf_background:
+        args.pdf_mode = "0"
     expected = args.rounds * args.clients
 
     tmp = tempfile.TemporaryDirectory(prefix="bench-submit-")
     db_path = Path(tmp.name) / "bench.db"
     log_path = Path(tmp.name) / "gunicorn.log"
-    env = live.server_env(f"sqlite:///{db_path}",
-                          SCREENING_PDF_BACKGROUND="0" if args.no_pdf_background else "thread")
+    env = live.server_env(f"sqlite:///{db_path}", SCREENING_PDF_BACKGROUND=args.pdf_mode)
     live.migrate(env)
     app = live.orm_app(env)
 
@@ -66,7 +71,8 @@ def main() -> int:
     drain_s = None
     server = None
     try:
-        with live.serve(env, log_path, workers=args.workers) as server:
+        with live.serve(env, log_path, workers=args.workers) as server, \
+                live.renderer_process(env, Path(tmp.name) / "renderer.log", args.pdf_mode == "worker"):
             print(f"gunicorn -w {args.workers} on {server.url}; "
                   f"{args.rounds} rounds of {args.clients} concurrent clients"
                   f"{', submitting together (--burst)' if args.burst else ''}; "
@@ -104,7 +110,7 @@ def main() -> int:
                       f"max {ms[-1] if ms else float('nan'):6.1f} ms, "
                       f"{sum(1 for x in round_results if 'error' in x)} failed", flush=True)
             # Let the background renders finish, so that stopping does not kill them half-way.
-            if not args.no_pdf_background:
+            if args.pdf_mode != "0":
                 drain_s = live.wait_for_pdfs(app, args.drain_timeout)
     except BaseException:
         if server is not None:

@@ -127,6 +127,20 @@ def pdf_cmd(reference: str, output: str) -> None:
     click.echo(f"wrote {output} ({len(data)} bytes, sha256 {submission.pdf_sha256[:16]})")
 
 
+def _idle_priority() -> None:
+    """Run only when the CPU is otherwise idle (Linux SCHED_IDLE; elsewhere the lowest niceness).
+
+    The app's workers then serve clients at full speed; PDFs render in the gaps. Under sustained load
+    they wait, and a staff member opening one renders it at once.
+    """
+    import os
+
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):
+        os.nice(19)
+
+
 @screening_cli.command("render-pdfs")
 @click.option("--watch", is_flag=True, help="Keep running, rendering new submissions' PDFs as they arrive.")
 @click.option("--interval", default=1.0, show_default=True, type=click.FloatRange(min=0.05),
@@ -140,7 +154,7 @@ def render_pdfs(watch: bool, interval: float) -> None:
     from .extensions import db
     from .services import render_pending
 
-    os.nice(10)  # the app's workers serve clients first
+    _idle_priority()
     stop = threading.Event()
     if watch:
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -352,6 +352,22 @@ class Run:
     renderer_output: str = ""
 
 
+@contextlib.contextmanager
+def renderer_process(env: dict, log_path: Path, wanted: bool = True):
+    """Run ``flask screening render-pdfs --watch`` (SCREENING_PDF_BACKGROUND=worker) for the block; yield it or None."""
+    if not wanted:
+        yield None
+        return
+    with open(log_path, "wb") as log:
+        renderer = subprocess.Popen(
+            [sys.executable, "-m", "flask", "--app", "wsgi", "screening", "render-pdfs", "--watch"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            yield renderer
+        finally:
+            stop(renderer)
+
+
 def run_concurrency(database_url: str, folder: Path, *, clients: int, total: int, workers: int = 2,
                     pdf_mode: str = "thread", pdf_timeout: float = 1200, get_each_page: bool = False) -> Run:
     """Migrate an emptied database, serve it with gunicorn, run the load, wait for every PDF, read it all back.
@@ -367,17 +383,9 @@ def run_concurrency(database_url: str, folder: Path, *, clients: int, total: int
     renderer = None
     try:
         with serve(env, folder / "gunicorn.log", workers=workers) as server, \
-                open(folder / "renderer.log", "wb") as renderer_log:
-            if pdf_mode == "worker":
-                renderer = subprocess.Popen(
-                    [sys.executable, "-m", "flask", "--app", "wsgi", "screening", "render-pdfs", "--watch"],
-                    cwd=ROOT, env=env, stdout=renderer_log, stderr=subprocess.STDOUT, start_new_session=True)
-            try:
-                load = run_load(server.port, clients=clients, total=total, get_each_page=get_each_page)
-                pdf_seconds = wait_for_pdfs(app, pdf_timeout)
-            finally:
-                if renderer is not None:
-                    stop(renderer)
+                renderer_process(env, folder / "renderer.log", pdf_mode == "worker") as renderer:
+            load = run_load(server.port, clients=clients, total=total, get_each_page=get_each_page)
+            pdf_seconds = wait_for_pdfs(app, pdf_timeout)
         stored = stored_submissions(app)
         drafts = draft_count(app)
         with app.app_context():
