@@ -52,13 +52,6 @@ def _lifetime() -> dt.timedelta:
     return current_app.config["DRAFT_LIFETIME"]
 
 
-@bp.after_request
-def no_store(response):
-    """Keep answers out of every cache: the browser's, a proxy's, the back button's."""
-    response.headers.setdefault("Cache-Control", "no-store")
-    return response
-
-
 @bp.errorhandler(OperationalError)
 def database_unavailable(exc):
     """The database is locked, read-only or out of reach: nothing was saved, the draft is as it was; say so."""

@@ -22,13 +22,6 @@ bp.before_request(guard)
 ALL_STAFF = ("admin", "practitioner", "desk")
 
 
-@bp.after_request
-def no_store(response):
-    """Staff pages carry health data: never cache them."""
-    response.headers.setdefault("Cache-Control", "no-store")
-    return response
-
-
 class LoginForm(FlaskForm):
     """Email and password."""
 
