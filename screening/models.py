@@ -60,7 +60,9 @@ class Submission(db.Model):
     submitted_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     is_kiosk: Mapped[bool] = mapped_column(default=False)
     # Blind indexes for the staff search (crypto.Vault.name_index and dob_index), set at submit.
-    name_index: Mapped[str] = mapped_column(Text, default="")
+    # Indexed although searched with LIKE '%...%': the search then reads this small index, not the table's
+    # encrypted rows.
+    name_index: Mapped[str] = mapped_column(Text, default="", index=True)
     dob_index: Mapped[str | None] = mapped_column(String(32), index=True)
     pdf: Mapped[bytes | None] = mapped_column(EncryptedBytes)
     pdf_sha256: Mapped[str | None] = mapped_column(String(64))

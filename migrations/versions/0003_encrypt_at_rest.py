@@ -100,6 +100,7 @@ def upgrade():
         batch.drop_column("dob")
         batch.alter_column("name_index", existing_type=sa.Text(), nullable=False)
         batch.create_index("ix_submission_dob_index", ["dob_index"], unique=False)
+        batch.create_index("ix_submission_name_index", ["name_index"], unique=False)
 
 
 def downgrade():
@@ -116,6 +117,7 @@ def downgrade():
             dob=dt.date.fromisoformat(answers["dob"]) if answers.get("dob") else None))
     with op.batch_alter_table("submission") as batch:
         batch.drop_index("ix_submission_dob_index")
+        batch.drop_index("ix_submission_name_index")
         batch.drop_column("name_index")
         batch.drop_column("dob_index")
         batch.alter_column("search_name", existing_type=sa.String(length=120), nullable=False)
