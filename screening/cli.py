@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 
@@ -89,21 +90,32 @@ def evaluate_cmd(source) -> None:
     click.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
 
 
+@contextlib.contextmanager
+def _reported(reference: str):
+    """Turn an unknown reference or a records error into one clear line on stderr and exit status 1."""
+    from .errors import SubmissionNotFound
+
+    try:
+        yield
+    except SubmissionNotFound:
+        click.echo(f"error: no submission has the reference {reference!r}", err=True)
+        sys.exit(1)
+    except records.RecordsError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+
+
 @screening_cli.command("pdf")
 @click.argument("reference")
 @click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False, writable=True),
               help="File to write the PDF to.")
 def pdf_cmd(reference: str, output: str) -> None:
     """Write a stored submission's PDF to a file (rendering it first if needed)."""
-    from .errors import SubmissionNotFound
     from .extensions import db
     from .services import ensure_pdf, find_submission
 
-    try:
+    with _reported(reference):
         submission = find_submission(db.session, reference)
-    except SubmissionNotFound:
-        click.echo(f"error: no submission has the reference {reference!r}", err=True)
-        sys.exit(1)
     data = ensure_pdf(db.session, submission, current_app.config["CLINIC"])
     import os
     import tempfile
@@ -272,17 +284,10 @@ def purge_cmd(before, yes: bool, force: bool) -> None:
                                             "trail: no health data).")
 def export_cmd(reference: str, directory: str, reason: str) -> None:
     """Export one client's record (JSON and PDFs), e.g. for a subject access request."""
-    from .errors import SubmissionNotFound
     from .extensions import db
 
-    try:
+    with _reported(reference):
         result = records.export(db.session, reference, directory, current_app.config["CLINIC"], reason=reason)
-    except SubmissionNotFound:
-        click.echo(f"error: no submission has the reference {reference!r}", err=True)
-        sys.exit(1)
-    except records.RecordsError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
     click.echo(f"wrote {result.path}: {', '.join(result.files)}")
     click.echo("It holds health data: send it to the client securely and delete your copy afterwards.")
 
@@ -297,15 +302,9 @@ def erase_cmd(reference: str, yes: bool, reason: str) -> None:
     from .errors import SubmissionNotFound
     from .extensions import db
 
-    try:
+    with _reported(reference):
         records.clean_reason(reason)
         stored = records.find_reference(db.session, reference)
-    except SubmissionNotFound:
-        click.echo(f"error: no submission has the reference {reference!r}", err=True)
-        sys.exit(1)
-    except records.RecordsError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
     db.session.rollback()
     if not yes:
         click.confirm(f"Erase submission {stored} with its review, acknowledgements, addenda and arrival? "
