@@ -80,6 +80,11 @@ class Vault:
         """Return the blind index of a date of birth (YYYY-MM-DD)."""
         return self.index("dob", iso_date)
 
+    def search_indexes(self, answers: dict) -> dict[str, str | None]:
+        """Return a submission's ``name_index`` and ``dob_index`` columns, computed from its answers."""
+        return {"name_index": self.name_index(answers.get("full_name", "")),
+                "dob_index": self.dob_index(answers["dob"]) if answers.get("dob") else None}
+
 
 def name_words(text: str) -> list[str]:
     """Return the words of a name, case-folded and normalised (so that search ignores case and accents' forms)."""

@@ -129,7 +129,7 @@ def submit(session: Session, draft: Draft, ruleset: RuleSet) -> Submission:
 
     asked = set(asked_ids(answers))
     stored = {k: v for k, v in answers.items() if k in asked}
-    keys = vault()
+    indexes = vault().search_indexes(answers)  # the staff search's blind indexes of name and date of birth
     for attempt in range(5):
         submission = Submission(
             reference=new_reference(),
@@ -142,8 +142,7 @@ def submit(session: Session, draft: Draft, ruleset: RuleSet) -> Submission:
             signature_name=draft.signature_name,
             signed_at=draft.signed_at,
             is_kiosk=draft.is_kiosk,
-            name_index=keys.name_index(answers["full_name"]),
-            dob_index=keys.dob_index(answers["dob"]),
+            **indexes,
         )
         session.add(submission)
         session.delete(draft)
@@ -328,8 +327,8 @@ def rotate_keys(session: Session, batch: int = 100) -> dict[str, int]:
                     if getattr(row, column) is not None:
                         flag_modified(row, column)  # written again, so encrypted under the newest key
                 if model is Submission:
-                    row.name_index = keys.name_index(row.answers.get("full_name", ""))
-                    row.dob_index = keys.dob_index(row.answers["dob"]) if row.answers.get("dob") else None
+                    for column, value in keys.search_indexes(row.answers).items():
+                        setattr(row, column, value)
             last, done = rows[-1].id, done + len(rows)
             session.commit()
             session.expunge_all()

@@ -89,10 +89,8 @@ def upgrade():
     t = sa.table("submission", sa.column("id"), sa.column("answers"), sa.column("name_index"),
                  sa.column("dob_index"))
     for row in conn.execute(sa.select(t.c.id, t.c.answers)).all():
-        answers = json.loads(vault.decrypt(row.answers))
         conn.execute(t.update().where(t.c.id == row.id).values(
-            name_index=vault.name_index(answers.get("full_name", "")),
-            dob_index=vault.dob_index(answers["dob"]) if answers.get("dob") else None))
+            **vault.search_indexes(json.loads(vault.decrypt(row.answers)))))
     with op.batch_alter_table("submission") as batch:
         batch.drop_index("ix_submission_search_name")
         batch.drop_index("ix_submission_dob")
