@@ -53,7 +53,7 @@ LAST = ["Smith", "Jones", "Taylor", "Brown", "Williams", "Wilson", "Johnson", "D
         "Stewart", "Morris", "Rossi", "Garcia", "Lopez", "Novak", "Fischer", "Schmidt", "Dubois", "Martin",
         "Bernard", "Moreau", "Hughes", "Edwards", "Price", "Lloyd", "Morgan", "Owen", "Rees"]
 COLUMNS = ("reference", "answers", "dictionary_version", "rules_digest", "result", "outcome", "appointment_date",
-           "signature_name", "signed_at", "submitted_at", "is_kiosk", "name_index", "dob_index")
+           "signature_name", "signed_at", "answered_on", "submitted_at", "is_kiosk", "name_index", "dob_index")
 
 
 def kinds(app) -> list[tuple[float, dict, dict]]:
@@ -102,7 +102,8 @@ def load(app, count: int, rng: random.Random) -> tuple[float, int]:
         stored = dict(answers, full_name=name, dob=dob.isoformat(), appointment_date=appointment.isoformat())
         rows.append((reference, keys.encrypt(json_of(stored)), result["dictionary_version"], result["rules_digest"],
                      keys.encrypt(json_of(result)), result["outcome"], appointment.isoformat(),
-                     keys.encrypt(name.encode()), submitted.isoformat(" "), submitted.isoformat(" "), 0,
+                     keys.encrypt(name.encode()), submitted.isoformat(" "), submitted.date().isoformat(),
+                     submitted.isoformat(" "), 0,
                      keys.name_index(name), keys.dob_index(dob.isoformat())))
         if appointment < today and rng.random() < 0.35:
             reviews.append((n + 1, "proceed", keys.encrypt(b""), (submitted + dt.timedelta(days=1)).isoformat(" ")))

@@ -57,6 +57,8 @@ class Submission(db.Model):
     appointment_date: Mapped[dt.date] = mapped_column(Date)
     signature_name: Mapped[str] = mapped_column(EncryptedText)
     signed_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    # The day the client signed: the answers describe that day (clinical specification v2, 0.4).
+    answered_on: Mapped[dt.date] = mapped_column(Date)
     submitted_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     is_kiosk: Mapped[bool] = mapped_column(default=False)
     # Blind indexes for the staff search (crypto.Vault.name_index and dob_index), set at submit.

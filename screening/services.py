@@ -141,6 +141,7 @@ def submit(session: Session, draft: Draft, ruleset: RuleSet) -> Submission:
             appointment_date=result_date(answers["appointment_date"]),
             signature_name=draft.signature_name,
             signed_at=draft.signed_at,
+            answered_on=draft.signed_at.date(),
             is_kiosk=draft.is_kiosk,
             **indexes,
         )

@@ -221,7 +221,7 @@ def add_copies(app, reference, count, day):
                 reference=f"P{n:03d}-COPY", answers={**source.answers, "full_name": f"Copy {n:03d}"},
                 dictionary_version=source.dictionary_version, rules_digest=source.rules_digest,
                 result=source.result, outcome=source.outcome, appointment_date=day,
-                signature_name=f"Copy {n:03d}", signed_at=source.signed_at,
+                signature_name=f"Copy {n:03d}", signed_at=source.signed_at, answered_on=source.answered_on,
                 name_index=vault().name_index(f"Copy {n:03d}"), dob_index=source.dob_index))
         db.session.commit()
 
