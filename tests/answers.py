@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from screening import questions as qd
+
+# The day the test answers were given: a few days before their appointment (2026-12-01).
+ANSWERED_ON = dt.date(2026, 11, 25)
 
 
 def clear_answers(**changes) -> dict:
