@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # System libraries WeasyPrint loads (Pango, HarfBuzz's subsetter) and the PDF tools the tests use.
 SYSTEM_PACKAGES := libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fontconfig poppler-utils chromium chromium-driver
 
-.PHONY: run test bench sysdeps venv clean
+.PHONY: run test bench sysdeps venv clean lock
 
 sysdeps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -20,9 +20,11 @@ sysdeps:
 		echo "Please install these system packages (Debian/Ubuntu names):$$missing"; exit 1; \
 	fi
 
+# requirements.txt is the lock: every package, direct or not, pinned with its hashes (made from requirements.in
+# by `make lock`). pip refuses anything whose hash is not in it.
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements.txt
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -42,6 +44,15 @@ bench: sysdeps $(STAMP)
 	$(BIN)/python bench/bench_submit.py
 	$(BIN)/python bench/bench_list.py
 	$(BIN)/python bench/bench_concurrency.py
+
+# Re-make the lock after changing requirements.in (pip-tools runs in its own throwaway venv, outside the lock).
+PIP_TOOLS := pip-tools==7.6.2
+lock:
+	$(PYTHON) -m venv $(VENV)-lock
+	$(VENV)-lock/bin/python -m pip install --quiet --disable-pip-version-check $(PIP_TOOLS)
+	$(VENV)-lock/bin/pip-compile --quiet --generate-hashes --strip-extras --no-emit-index-url --no-emit-find-links \
+		--output-file requirements.txt requirements.in
+	rm -rf $(VENV)-lock
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
