@@ -23,4 +23,12 @@ class SubmissionNotFound(Exception):
 
 
 class SaveFailed(Exception):
-    """The database could not store the submission; the draft is intact."""
+    """The database could not store the submission; the draft is intact.
+
+    ``reference`` is the reference the failed commit tried, when there was one: a commit that reports an
+    error may still have been stored by the server.
+    """
+
+    def __init__(self, reference: str | None = None):
+        self.reference = reference
+        super().__init__("the submission could not be stored")

@@ -15,6 +15,7 @@ from flask import Flask
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from . import questions as qd
 from .crypto import vault
@@ -148,16 +149,31 @@ def submit(session: Session, draft: Draft, ruleset: RuleSet) -> Submission:
         session.add(submission)
         session.delete(draft)
         try:
+            session.flush()
+            # What the caller needs after the commit is taken now: once committed, reading an expired
+            # attribute is a new query, and a database that fails then must not turn "stored" into "not sent".
+            submission_id, reference = submission.id, submission.reference
             session.commit()
-            return submission
         except IntegrityError:
             session.rollback()  # a reference collision: draw another
             continue
         except OperationalError as exc:
             session.rollback()
             log.error("submission not stored: database error %s", type(exc.orig).__name__)
-            raise SaveFailed() from None
+            # The commit itself may have failed after the server stored it (a connection lost at that moment):
+            # the caller keeps the reference tried, and a retry finds it (see was_stored).
+            raise SaveFailed(submission.reference) from None
+        set_committed_value(submission, "id", submission_id)
+        set_committed_value(submission, "reference", reference)
+        return submission
     raise SaveFailed()
+
+
+def was_stored(session: Session, reference: str | None) -> bool:
+    """Whether a submission with ``reference`` exists (a submit whose commit reported an error may have stored it)."""
+    if not reference:
+        return False
+    return session.scalar(select(Submission.id).where(Submission.reference == reference)) is not None
 
 
 def result_date(value: str) -> dt.date:

@@ -234,7 +234,7 @@ def declaration():
     """Confirm, sign and submit."""
     draft, answers, detour = _complete_draft()
     if detour:
-        return detour
+        return _already_sent() or detour
     form = DeclarationForm()
     if request.method == "GET":
         form.signature.data = draft.signature_name or ""
@@ -262,18 +262,48 @@ def declaration():
         return redirect(url_for(".page", page_id=exc.page_id))
     except NotSigned:
         return redirect(url_for(".declaration"))
-    except SaveFailed:
+    except SaveFailed as exc:
+        if exc.reference:
+            # The commit reported an error, but the server may have stored it all the same: a retry that no
+            # longer finds the draft looks this reference up (_already_sent). A reference is no health data.
+            session["tried_reference"] = exc.reference
         return render_template("questionnaire/not_saved.html"), 503
+    # Stored. Set at the commit, without a query: nothing below reads the database, so a database that fails
+    # now cannot turn a stored submission into "not sent".
+    return _sent(submission.id, submission.reference)
+
+
+def _sent(submission_id: int | None, reference: str):
+    """Confirm a stored submission (and queue its PDF); touches no database."""
     g.submitted = True  # counts towards SUBMIT_LIMIT (a refused or mistyped declaration does not)
-    if current_app.config["PDF_BACKGROUND"] == "thread":
-        services.render_later(current_app._get_current_object(), submission.id)
+    if submission_id is not None and current_app.config["PDF_BACKGROUND"] == "thread":
+        try:
+            services.render_later(current_app._get_current_object(), submission_id)
+        except Exception:  # noqa: BLE001 - the PDF is swept up later; the client must see the confirmation
+            current_app.logger.exception("could not queue the PDF of submission id %s", submission_id)
     if kiosk.active():
         # Nothing of this client stays in the kiosk's cookie, not even the reference: Back and reload find nothing.
         kiosk.clear_session()
-        return render_template("kiosk/done.html", reference=submission.reference)
+        return render_template("kiosk/done.html", reference=reference)
+    csrf_token = session.get("csrf_token")
     session.clear()
-    session["reference"] = submission.reference
+    session["reference"] = reference
+    if csrf_token:
+        session["csrf_token"] = csrf_token  # so that sending the declaration again lands here, not on a 400
     return redirect(url_for(".done"))
+
+
+def _already_sent():
+    """A declaration sent again once its draft is gone: the confirmation when it was stored, else None."""
+    if session.get("draft") is not None:
+        return None  # a draft in progress (_complete_draft drops a token whose draft is gone)
+    if session.get("reference") and not kiosk.active():
+        return redirect(url_for(".done"))  # sent already from this browser (a second click, Back then send)
+    tried = session.get("tried_reference")
+    if tried and services.was_stored(db.session, tried):
+        return _sent(None, tried)  # its PDF is rendered by the renderer's sweep
+    session.pop("tried_reference", None)
+    return None
 
 
 @bp.get("/done")
