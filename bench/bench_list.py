@@ -70,7 +70,7 @@ def kinds(app) -> list[tuple[float, dict, dict]]:
     with app.app_context():
         for share, answers in sets:
             answers["appointment_date"] = (dt.date.today() + dt.timedelta(days=30)).isoformat()
-            result = evaluate(current_rules(), answers)
+            result = evaluate(current_rules(), answers, answered_on=dt.date.today())
             asked = set(asked_ids(answers))
             out.append((share, {k: v for k, v in answers.items() if k in asked}, result.to_dict()))
     return out

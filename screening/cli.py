@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import sys
 
@@ -12,6 +13,7 @@ from flask.cli import AppGroup
 
 from . import questions as qd
 from . import records
+from .display import OUTCOME_TEXT, VARIANT_TEXT
 from .rules import AnswersError, RulesError, evaluate, load_rules
 
 screening_cli = AppGroup("screening", help="Screening: check rules, list questions, evaluate answers.")
@@ -69,7 +71,9 @@ def _describe(cond: dict) -> str:
 
 @screening_cli.command("evaluate")
 @click.argument("source", type=click.File("r"))
-def evaluate_cmd(source) -> None:
+@click.option("--answered-on", "answered_on", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
+              help="The day the answers were given, YYYY-MM-DD (default: today).")
+def evaluate_cmd(source, answered_on) -> None:
     """Evaluate one JSON answers file (or - for standard input) and print the result."""
     try:
         answers = json.load(source)
@@ -79,7 +83,8 @@ def evaluate_cmd(source) -> None:
     from . import current_rules
 
     try:
-        result = evaluate(current_rules(), answers)
+        result = evaluate(current_rules(), answers,
+                          answered_on=answered_on.date() if answered_on else dt.date.today())
     except AnswersError as exc:
         click.echo("error: the answers cannot be evaluated:", err=True)
         for problem in exc.problems:
@@ -88,6 +93,9 @@ def evaluate_cmd(source) -> None:
             click.echo("  missing required answers: " + ", ".join(exc.missing), err=True)
         sys.exit(2)
     click.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+    if len(result.by_variant) > 1:  # the client did not know the variant: each one's outcome beside the headline
+        line = "; ".join(f"{VARIANT_TEXT[v]}: {OUTCOME_TEXT[o]}" for v, o in result.by_variant.items())
+        click.echo(f"outcome {OUTCOME_TEXT[result.outcome]} (strictest); by treatment: {line}", err=True)
 
 
 @contextlib.contextmanager
@@ -136,7 +144,7 @@ def pdf_cmd(reference: str, output: str) -> None:
             os.unlink(temp)
         click.echo(f"error: cannot write {output}: {exc.strerror or exc}; nothing was written", err=True)
         sys.exit(1)
-    click.echo(f"wrote {output} ({len(data)} bytes, sha256 {submission.pdf_sha256[:16]})")
+    click.echo(f"wrote {output} ({len(data)} bytes)")  # no digest: a hash of the PDF would say whose it is
 
 
 def _idle_priority() -> None:

@@ -13,9 +13,11 @@ translated where it is shown, not here.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Mapping
 
 
@@ -46,6 +48,9 @@ class Choice:
 
     code: str
     label: str
+    # A truthful answer that does not settle the fact: "I'm not sure", "another ...", "somewhere else".
+    # The engine never lets such an answer make a rule vanish (clinical specification v2, 0.1).
+    vague: bool = False
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,12 @@ class Question:
     unknown_allowed: bool = False
     # Dates: which dates make sense: "past" (today or before), "future" (today or after) or "any".
     dates: str = "past"
+    # Dates: one everyone knows to the day (date of birth, the appointment); any other date that feeds a
+    # deferral window must offer "I don't know" (check-rules refuses a window fed only by a guess).
+    exact: bool = False
+    # Asks about now, today or the last 28 days or less: true on the day it was answered, not
+    # necessarily on the appointment day (clinical specification v2, 0.4). Follow-ups inherit it.
+    about_now: bool = False
     # Text: the kind of text (``email``, ``tel``, ``name`` or plain).
     text_kind: str = ""
     # Groups: the sub-fields of each item.
@@ -107,6 +118,16 @@ FACIAL_AREAS = ("forehead", "periorbital", "nose", "cheeks", "perioral", "chin_j
 BODY_AREAS = ("neck", "decolletage", "scalp", "hands", "arms", "abdomen", "back", "thighs_buttocks")
 FULL_FACE = "full_face"
 ELSEWHERE = "elsewhere"
+# Places clients name next to the treatable areas (spec v2, 0.1). Not treatment areas themselves; a
+# condition there counts as being in the adjoining area(s). Hairline also adjoins the scalp and the
+# breasts or chest wall the upper chest: conservative additions to the specification's list.
+NEAR_AREAS = ("eyelids", "ears", "hairline", "breasts_chest_wall", "lower_legs", "feet", "genitals")
+ADJOINS = {
+    "eyelids": ("periorbital",),
+    "ears": ("cheeks",),
+    "hairline": ("forehead", "scalp"),
+    "breasts_chest_wall": ("decolletage",),
+}
 
 AREA_LABELS = {
     "full_face": N_("Whole face"),
@@ -124,27 +145,42 @@ AREA_LABELS = {
     "abdomen": N_("Tummy"),
     "back": N_("Back"),
     "thighs_buttocks": N_("Thighs and buttocks"),
+    "eyelids": N_("Eyelids"),
+    "ears": N_("Ears"),
+    "hairline": N_("Hairline"),
+    "breasts_chest_wall": N_("Breasts or chest wall"),
+    "lower_legs": N_("Lower legs"),
+    "feet": N_("Feet"),
+    "genitals": N_("Genitals"),
     "elsewhere": N_("Somewhere else on the body"),
 }
 
 TREATMENT_AREA_CHOICES = tuple(
     Choice(code, AREA_LABELS[code]) for code in (FULL_FACE, *FACIAL_AREAS, *BODY_AREAS)
 )
-LOCATION_CHOICES = TREATMENT_AREA_CHOICES + (Choice(ELSEWHERE, AREA_LABELS[ELSEWHERE]),)
+LOCATION_CHOICES = (
+    tuple(Choice(code, AREA_LABELS[code]) for code in (FULL_FACE, *FACIAL_AREAS, "eyelids", "ears", "hairline",
+                                                         "neck", "decolletage", "breasts_chest_wall", "scalp",
+                                                         "hands", "arms", "abdomen", "back", "thighs_buttocks",
+                                                         "lower_legs", "feet", "genitals"))
+    + (Choice(ELSEWHERE, AREA_LABELS[ELSEWHERE], vague=True),)
+)
 
 
 def expand_areas(codes) -> frozenset[str]:
-    """Return the concrete areas of ``codes``: ``full_face`` stands for all six facial areas."""
+    """Return the concrete areas of ``codes``: ``full_face`` stands for all six facial areas, and a place
+    next to a treatable area (eyelids, ears, hairline...) also counts as that area."""
     out = set()
     for code in codes:
         if code == FULL_FACE:
             out.update(FACIAL_AREAS)
         else:
             out.add(code)
+            out.update(ADJOINS.get(code, ()))
     return frozenset(out)
 
 
-YNU = (Choice("yes", N_("Yes")), Choice("no", N_("No")), Choice("unsure", N_("I'm not sure")))
+YNU = (Choice("yes", N_("Yes")), Choice("no", N_("No")), Choice("unsure", N_("I'm not sure"), vague=True))
 YN = (Choice("yes", N_("Yes")), Choice("no", N_("No")))
 
 
@@ -194,7 +230,7 @@ def _ynu(id, section, label, why="", hint="", asked_when=None, choices=YNU, **kw
     )
 
 
-def _location(id, section, parent, label) -> Question:
+def _location(id, section, parent, label, **kw) -> Question:
     return Question(
         id=id,
         type=AREAS,
@@ -203,6 +239,7 @@ def _location(id, section, parent, label) -> Question:
         hint=N_("Choose every place that applies."),
         choices=LOCATION_CHOICES,
         asked_when=_yes(parent),
+        **kw,
     )
 
 
@@ -218,17 +255,22 @@ def _details(id, section, parent, label, value="yes") -> Question:
     )
 
 
-def _event_date(id, section, label, asked_when, unknown_allowed=False, hint="", dates="past") -> Question:
+DATE_HINT = N_("If you do not remember the day, give the month and year. If you do not know, say so.")
+
+
+def _event_date(id, section, label, asked_when, hint="", dates="past", **kw) -> Question:
+    """A date that feeds a deferral window: a month is enough, and "I don't know" is an answer."""
     return Question(
         id=id,
         type=DATE,
         section=section,
         label=label,
-        hint=hint or N_("If you do not remember the day, give the month and year."),
+        hint=hint or DATE_HINT,
         asked_when=asked_when,
         month_allowed=True,
-        unknown_allowed=unknown_allowed,
+        unknown_allowed=True,
         dates=dates,
+        **kw,
     )
 
 
@@ -248,6 +290,7 @@ _QUESTIONS: list[Question] = [
         "about_you",
         hint=N_("For example, 27 3 1990"),
         why=N_("We ask because treatment is only for adults."),
+        exact=True,
     ),
     Question(
         "email",
@@ -269,7 +312,7 @@ _QUESTIONS: list[Question] = [
     ),
     # Appointment -------------------------------------------------------------
     Question("appointment_date", DATE, N_("Date of your appointment"), "appointment",
-             hint=N_("For example, 15 1 2027"), dates="future"),
+             hint=N_("For example, 15 1 2027"), dates="future", exact=True),
     Question(
         "treatment_variant",
         SINGLE,
@@ -279,7 +322,7 @@ _QUESTIONS: list[Question] = [
             Choice("standard", N_("Microneedling (pen, stamp or roller)")),
             Choice("rf", N_("Radiofrequency (RF) microneedling")),
             Choice("prp", N_("Microneedling with PRP (your own blood plasma)")),
-            Choice(VARIANT_UNKNOWN, N_("I don't know")),
+            Choice(VARIANT_UNKNOWN, N_("I don't know"), vague=True),
         ),
         why=N_("Some answers matter only for one kind of treatment."),
     ),
@@ -297,6 +340,7 @@ _QUESTIONS: list[Question] = [
         "pregnancy",
         N_("Are you pregnant, or could you be pregnant?"),
         why=N_("We ask because treatment and numbing cream are not used in pregnancy."),
+        about_now=True,
     ),
     _ynu(
         "breastfeeding",
@@ -304,6 +348,7 @@ _QUESTIONS: list[Question] = [
         N_("Are you breastfeeding or expressing milk?"),
         why=N_("We ask because some numbing creams are avoided while breastfeeding."),
         choices=YN,
+        about_now=True,
     ),
     # Medicines ---------------------------------------------------------------
     _ynu(
@@ -321,6 +366,7 @@ _QUESTIONS: list[Question] = [
         "medicines",
         N_("Are you taking isotretinoin now?"),
         asked_when=_yes("isotretinoin_last_12m"),
+        about_now=True,
     ),
     _event_date(
         "isotretinoin_last_dose_date",
@@ -331,11 +377,10 @@ _QUESTIONS: list[Question] = [
     _event_date(
         "isotretinoin_planned_end_date",
         "medicines",
-        N_("When will you take your last tablet?"),
+        N_("When will you take the last tablet of this course?"),
         _yes("isotretinoin_current"),
-        unknown_allowed=True,
         hint=N_("Your prescriber may have told you. If you do not know, say so."),
-        dates="any",
+        dates="future",
     ),
     Question(
         "topical_actives",
@@ -378,7 +423,7 @@ _QUESTIONS: list[Question] = [
         "medicines",
         N_("When did you last use them?"),
         _when("topical_actives_still_using", "no"),
-        hint=N_("For example, 20 11 2026"),
+        hint=N_("For example, 20 11 2026. If you do not know, say so."),
     ),
     _ynu(
         "anticoagulants",
@@ -388,6 +433,7 @@ _QUESTIONS: list[Question] = [
             "rivaroxaban (Xarelto), edoxaban, dabigatran (Pradaxa) or heparin injections?"
         ),
         why=N_("We ask because these make bruising and bleeding more likely. Do not stop them."),
+        about_now=True,
     ),
     Question(
         "anticoagulants_which",
@@ -403,7 +449,7 @@ _QUESTIONS: list[Question] = [
             Choice("edoxaban", N_("Edoxaban (Lixiana)")),
             Choice("dabigatran", N_("Dabigatran (Pradaxa)")),
             Choice("heparin", N_("Heparin injections (such as Clexane)")),
-            Choice("other", N_("Another one")),
+            Choice("other", N_("Another one"), vague=True),
         ),
         is_safety=False,
     ),
@@ -415,6 +461,7 @@ _QUESTIONS: list[Question] = [
             "prasugrel, ticagrelor (Brilique), dipyridamole, or low-dose aspirin for your heart or a stroke?"
         ),
         why=N_("We ask because these make bruising and bleeding more likely. Do not stop them."),
+        about_now=True,
     ),
     Question(
         "antiplatelets_which",
@@ -429,7 +476,7 @@ _QUESTIONS: list[Question] = [
             Choice("ticagrelor", N_("Ticagrelor (Brilique)")),
             Choice("dipyridamole", N_("Dipyridamole")),
             Choice("aspirin_low_dose", N_("Low-dose aspirin")),
-            Choice("other", N_("Another one")),
+            Choice("other", N_("Another one"), vague=True),
         ),
         is_safety=False,
     ),
@@ -456,7 +503,7 @@ _QUESTIONS: list[Question] = [
         "medicines",
         N_("When did you take the last dose?"),
         _when("nsaid_still_taking", "no"),
-        hint=N_("For example, 20 11 2026"),
+        hint=N_("For example, 20 11 2026. If you do not know, say so."),
     ),
     _ynu(
         "systemic_steroid_last_14d",
@@ -476,13 +523,20 @@ _QUESTIONS: list[Question] = [
         asked_when=_yes("systemic_steroid_last_14d"),
     ),
     _event_date(
-        "systemic_steroid_last_or_planned_end_date",
+        "systemic_steroid_last_dose_date",
         "medicines",
-        N_("When was, or when will be, your last dose?"),
-        _yes("systemic_steroid_last_14d"),
-        unknown_allowed=True,
-        hint=N_("If you take them long term with no end date, say you do not know."),
-        dates="any",
+        N_("When did you take the last dose?"),
+        _when("systemic_steroid_current", "no"),
+        hint=N_("For example, 20 11 2026. If you do not know, say so."),
+    ),
+    _event_date(
+        "systemic_steroid_planned_end_date",
+        "medicines",
+        N_("When will you take the last dose of this course?"),
+        _yes("systemic_steroid_current"),
+        hint=N_("Your prescriber may have told you. If you take them long term with no end date, "
+                "or do not know, say so."),
+        dates="future",
     ),
     _ynu(
         "immunosuppressive_meds",
@@ -493,6 +547,7 @@ _QUESTIONS: list[Question] = [
             "injection (such as Humira) or a JAK inhibitor?"
         ),
         why=N_("We ask because these raise the risk of infection after treatment."),
+        about_now=True,
     ),
     _details("immunosuppressive_meds_details", "medicines", "immunosuppressive_meds", N_("Which medicine?")),
     # Blood and infection -------------------------------------------------------
@@ -553,13 +608,17 @@ _QUESTIONS: list[Question] = [
             "Are you having chemotherapy, radiotherapy, immunotherapy or targeted cancer treatment now, "
             "or are you due to start it in the next 4 weeks?"
         ),
+        hint=N_("Do not count treatment of a basal cell or squamous cell skin cancer that has not spread: "
+                "we ask about skin cancers later."),
         why=N_("We ask because cancer treatment affects healing and infection risk."),
+        about_now=True,
     ),
     _ynu(
         "cancer_active_untreated",
         "cancer",
         N_("Do you have a cancer that is active or not yet treated?"),
-        hint=N_("Do not count a small basal cell or squamous cell skin cancer away from the treatment area."),
+        hint=N_("Do not count a basal cell or squamous cell skin cancer that has not spread, wherever it is: "
+                "we ask about skin cancers later."),
     ),
     _ynu(
         "cancer_treatment_last_12m",
@@ -603,7 +662,7 @@ _QUESTIONS: list[Question] = [
         choices=(
             Choice("well_controlled", N_("It is well controlled")),
             Choice("poorly_controlled", N_("It is poorly controlled")),
-            Choice("not_sure", N_("I'm not sure")),
+            Choice("not_sure", N_("I'm not sure"), vague=True),
         ),
     ),
     _ynu(
@@ -611,6 +670,7 @@ _QUESTIONS: list[Question] = [
         "conditions",
         N_("Do you have a wound or ulcer that is not healing?"),
         asked_when=_yes("diabetes"),
+        about_now=True,
     ),
     _ynu(
         "diabetes_admission_6m",
@@ -650,7 +710,6 @@ _QUESTIONS: list[Question] = [
         "skin_history",
         N_("When did that last happen?"),
         _yes("vitiligo_active_12m"),
-        unknown_allowed=True,
     ),
     _ynu(
         "keloid_history",
@@ -663,7 +722,12 @@ _QUESTIONS: list[Question] = [
         "skin_history",
         N_("Do your scars tend to be raised and thick?"),
     ),
-    _ynu("poor_wound_healing", "skin_history", N_("Do cuts and wounds heal slowly or badly for you?")),
+    _ynu(
+        "poor_wound_healing",
+        "skin_history",
+        N_("Do cuts and wounds heal slowly or badly for you, or do you have an ulcer that is slow to heal "
+           "(for example a diabetic foot ulcer)?"),
+    ),
     Question(
         "fitzpatrick",
         SINGLE,
@@ -677,7 +741,7 @@ _QUESTIONS: list[Question] = [
             Choice("type_4", N_("Rarely burns, tans easily")),
             Choice("type_5", N_("Very rarely burns, tans very easily")),
             Choice("type_6", N_("Never burns")),
-            Choice("not_sure", N_("I'm not sure")),
+            Choice("not_sure", N_("I'm not sure"), vague=True),
         ),
     ),
     _ynu(
@@ -711,16 +775,21 @@ _QUESTIONS: list[Question] = [
         "unwell_today",
         "skin_today",
         N_("Do you have a fever, flu, COVID or another illness at the moment?"),
+        about_now=True,
     ),
     _ynu(
         "systemic_infection_treatment",
         "skin_today",
-        N_("Are you taking antibiotic or antiviral tablets for an infection at the moment?"),
+        N_("Are you taking antibiotic or antiviral tablets for an infection you have at the moment?"),
+        hint=N_("Do not count long-term HIV medicines, hepatitis treatment, or antiviral tablets you take to "
+                "prevent cold sores."),
+        about_now=True,
     ),
     _ynu(
         "cold_sore_now",
         "skin_today",
         N_("Do you have a cold sore now, or the tingling that comes before one?"),
+        about_now=True,
     ),
     _ynu(
         "skin_infection_now",
@@ -729,25 +798,31 @@ _QUESTIONS: list[Question] = [
             "Do you have a skin infection now, such as impetigo, boils, infected hair follicles, "
             "cellulitis, ringworm, warts, molluscum or shingles?"
         ),
+        about_now=True,
     ),
     _location("skin_infection_location", "skin_today", "skin_infection_now", N_("Where is the infection?")),
-    _ynu("open_wound", "skin_today", N_("Do you have an open wound, cut, graze, sore or a skin area that has not healed?")),
+    _ynu("open_wound", "skin_today", N_("Do you have an open wound, cut, graze, sore or a skin area that has not healed?"),
+         about_now=True),
     _location("open_wound_location", "skin_today", "open_wound", N_("Where is it?")),
     _ynu(
         "rash_or_eczema_now",
         "skin_today",
         N_("Do you have eczema, dermatitis, a psoriasis patch, or a rash at the moment?"),
+        about_now=True,
     ),
     _location("rash_or_eczema_location", "skin_today", "rash_or_eczema_now", N_("Where is it?")),
-    _ynu("acne_active", "skin_today", N_("Do you have red, sore or pus-filled spots (acne) at the moment?")),
+    _ynu("acne_active", "skin_today", N_("Do you have red, sore or pus-filled spots (acne) at the moment?"),
+         about_now=True),
     _location("acne_active_location", "skin_today", "acne_active", N_("Where are the spots?")),
-    _ynu("rosacea_active", "skin_today", N_("Do you have a flare of rosacea with spots at the moment?")),
+    _ynu("rosacea_active", "skin_today", N_("Do you have a flare of rosacea with spots at the moment?"),
+         about_now=True),
     _location("rosacea_active_location", "skin_today", "rosacea_active", N_("Where is the flare?")),
     _ynu(
         "skin_cancer_or_lesion",
         "skin_today",
         N_("Do you have a skin cancer, or a new, changing or bleeding mole or spot that a doctor has not checked?"),
         why=N_("We ask because a mole that has changed must be checked before the skin is treated."),
+        about_now=True,
     ),
     _location("skin_cancer_or_lesion_location", "skin_today", "skin_cancer_or_lesion", N_("Where is it?")),
     _ynu(
@@ -761,7 +836,7 @@ _QUESTIONS: list[Question] = [
         "skin_today",
         N_("When was the most recent time?"),
         _yes("sun_exposure_14d"),
-        hint=N_("For example, 20 11 2026"),
+        hint=N_("For example, 20 11 2026. If you do not know, say so."),
     ),
     _location("sun_exposure_location", "skin_today", "sun_exposure_14d", N_("Which parts of your body?")),
     # Implants ----------------------------------------------------------------------
@@ -809,8 +884,9 @@ def _group(id, label, gate, item_type_choices=None, extra=(), why="") -> Questio
             "date",
             DATE,
             N_("When was it?"),
-            hint=N_("If you do not remember the day, give the month and year."),
+            hint=DATE_HINT,
             month_allowed=True,
+            unknown_allowed=True,
         )
     )
     fields.extend(extra)
@@ -820,6 +896,25 @@ def _group(id, label, gate, item_type_choices=None, extra=(), why="") -> Questio
     )
     return Question(id, GROUP, label, "treatments", fields=tuple(fields), asked_when=_yes(gate), why=why)
 
+
+# Surgery that is facial by nature counts for every facial booking, whatever place was ticked (spec v2, 0.1).
+SURGERY_TYPES = (
+    Choice("facelift", N_("Facelift or neck lift")),
+    Choice("brow_lift", N_("Brow lift")),
+    Choice("blepharoplasty", N_("Eyelid surgery")),
+    Choice("rhinoplasty", N_("Nose surgery")),
+    Choice("facial_implant_or_fat_transfer", N_("A facial implant, or fat moved into the face")),
+    Choice("other_facial_surgery", N_("Other surgery on the face")),
+    Choice("caesarean", N_("Caesarean section")),
+    Choice("liposuction", N_("Liposuction")),
+    Choice("excision", N_("Removal of a mole, cyst or lump")),
+    Choice("other", N_("Other surgery, not on the face")),
+)
+THREAD_LIFT_TYPES = (
+    Choice("facial_thread_lift", N_("On the face or jawline")),
+    Choice("neck_thread_lift", N_("On the neck")),
+    Choice("body_thread_lift", N_("On the body")),
+)
 
 _QUESTIONS += [
     _ynu(
@@ -872,7 +967,7 @@ _QUESTIONS += [
             Choice("ablative_laser", N_("Resurfacing laser (CO2 or Erbium), full or fractional")),
             Choice("dermabrasion", N_("Dermabrasion")),
             Choice("plasma_resurfacing", N_("Plasma resurfacing")),
-            Choice("other", N_("Something else, or I'm not sure what it was")),
+            Choice("other", N_("Something else, or I'm not sure what it was"), vague=True),
         ),
     ),
     _ynu("microneedling_3m", "treatments", N_("In the last 3 months, have you had microneedling?"),
@@ -890,7 +985,7 @@ _QUESTIONS += [
                     Choice("standard", N_("Microneedling")),
                     Choice("rf", N_("RF microneedling")),
                     Choice("prp", N_("Microneedling with PRP")),
-                    Choice(VARIANT_UNKNOWN, N_("I don't know")),
+                    Choice(VARIANT_UNKNOWN, N_("I don't know"), vague=True),
                 ),
             ),
         ),
@@ -908,19 +1003,11 @@ _QUESTIONS += [
         "surgery",
         N_("Tell us about each operation"),
         "surgery_2y",
-        (
-            Choice("facelift", N_("Facelift or neck lift")),
-            Choice("blepharoplasty", N_("Eyelid surgery")),
-            Choice("other_facial_surgery", N_("Other surgery on the face")),
-            Choice("caesarean", N_("Caesarean section")),
-            Choice("liposuction", N_("Liposuction")),
-            Choice("excision", N_("Removal of a mole, cyst or lump")),
-            Choice("other", N_("Other surgery")),
-        ),
+        SURGERY_TYPES,
     ),
     _ynu("thread_lift_2y", "treatments", N_("In the last 2 years, have you had a thread lift (dissolving threads)?"),
          lookback=(24, "months")),
-    _group("thread_lift", N_("Tell us about each thread lift"), "thread_lift_2y"),
+    _group("thread_lift", N_("Tell us about each thread lift"), "thread_lift_2y", THREAD_LIFT_TYPES),
     # Allergies --------------------------------------------------------------------
     _ynu(
         "anaesthetic_allergy",
@@ -950,8 +1037,8 @@ _QUESTIONS += [
             Choice("chromium", N_("Chromium")),
             Choice("stainless_steel", N_("Stainless steel")),
             Choice("gold", N_("Gold")),
-            Choice("other", N_("Another metal")),
-            Choice("not_sure", N_("I'm not sure which")),
+            Choice("other", N_("Another metal"), vague=True),
+            Choice("not_sure", N_("I'm not sure which"), vague=True),
         ),
     ),
     _ynu(
@@ -983,7 +1070,7 @@ def questions_in(section_id: str) -> tuple[Question, ...]:
 
 def _to_plain(q: Question) -> dict:
     d = asdict(q)
-    d["choices"] = [{"code": c.code, "label": c.label} for c in q.choices]
+    d["choices"] = [{"code": c.code, "label": c.label, "vague": c.vague} for c in q.choices]
     d["fields"] = [_to_plain(f) for f in q.fields]
     return d
 
@@ -1091,3 +1178,69 @@ def page_of(question_id: str) -> Page:
 def page_questions(page: Page) -> tuple[Question, ...]:
     """Return every question on ``page`` (follow-ups included), in dictionary order."""
     return tuple(q for q in QUESTIONS if root_of(q.id) in page.question_ids)
+
+
+def _is_about_now(q: Question) -> bool:
+    if q.about_now:
+        return True
+    if q.lookback is not None:
+        amount, unit = q.lookback
+        if amount * {"days": 1, "weeks": 7, "months": 31, "years": 366}[unit] <= 28:
+            return True
+    return q.asked_when is not None and _is_about_now(BY_ID[q.asked_when["question"]])
+
+
+# Questions whose answer may have changed between the day it was given and the appointment.
+ABOUT_NOW: frozenset[str] = frozenset(q.id for q in QUESTIONS if _is_about_now(q))
+
+# ---------------------------------------------------------------------------
+# Earlier versions of the dictionary: a stored submission is shown with the questions it was asked
+# ---------------------------------------------------------------------------
+
+ARCHIVE = Path(__file__).resolve().parent / "dictionaries"
+
+
+@dataclass(frozen=True)
+class Dictionary:
+    """One version of the data dictionary: its sections and questions."""
+
+    version: str
+    sections: tuple[Section, ...]
+    questions: tuple[Question, ...]
+
+    @functools.cached_property
+    def by_id(self) -> dict[str, Question]:
+        """Return the questions by id."""
+        return {q.id: q for q in self.questions}
+
+    def questions_in(self, section_id: str) -> tuple[Question, ...]:
+        """Return the questions of one section, in order."""
+        return tuple(q for q in self.questions if q.section == section_id)
+
+
+def _question_from_plain(d: Mapping[str, Any]) -> Question:
+    fields = {k: v for k, v in d.items() if k in Question.__dataclass_fields__}
+    fields["choices"] = tuple(Choice(**c) for c in d.get("choices", ()))
+    fields["fields"] = tuple(_question_from_plain(f) for f in d.get("fields", ()))
+    if fields.get("lookback") is not None:
+        fields["lookback"] = tuple(fields["lookback"])
+    return Question(**fields)
+
+
+CURRENT = Dictionary(VERSION, SECTIONS, QUESTIONS)
+
+
+@functools.lru_cache(maxsize=16)
+def dictionary(version: str | None) -> Dictionary:
+    """Return the dictionary a submission was answered with (the current one if it is not archived)."""
+    if version == VERSION or not version:
+        return CURRENT
+    path = ARCHIVE / f"{version}.json"
+    if not path.is_file():
+        return CURRENT
+    plain = json.loads(path.read_text(encoding="utf-8"))
+    return Dictionary(
+        version,
+        tuple(Section(**s) for s in plain["sections"]),
+        tuple(_question_from_plain(q) for q in plain["questions"]),
+    )

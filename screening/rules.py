@@ -8,6 +8,7 @@ Nothing from the file is ever executed.
 from __future__ import annotations
 
 import calendar
+import dataclasses
 import datetime as dt
 import difflib
 import hashlib
@@ -52,11 +53,12 @@ class RulesError(Exception):
 
 
 class AnswersError(ValueError):
-    """The answers cannot be evaluated: wrong ids or types, or required answers missing."""
+    """The answers cannot be evaluated: wrong ids or types, implausible dates, or required answers missing."""
 
-    def __init__(self, problems: list[str], missing: list[str]):
+    def __init__(self, problems: list[str], missing: list[str], questions: tuple[str, ...] = ()):
         self.problems = problems
         self.missing = missing
+        self.questions = tuple(questions) or tuple(missing)  # the questions at fault, for the form
         lines = list(problems)
         if missing:
             lines.append("missing required answers: " + ", ".join(missing))
@@ -163,6 +165,7 @@ class Prepared:
     appointment: dt.date
     variant: str  # standard / rf / prp / unknown
     booked: frozenset[str]  # booked areas, full_face expanded
+    answered_on: dt.date  # the day the client gave the answers
 
     @property
     def booked_facial(self) -> bool:
@@ -171,9 +174,13 @@ class Prepared:
 
 
 class _Ctx:
-    """What a compiled condition reads: the prepared answers, the variant, and the current item."""
+    """What a compiled condition reads: the prepared answers, the variant, and the current item.
 
-    __slots__ = ("values", "variant", "booked", "appointment", "item")
+    ``trace``, when a list, collects ("question" | "field", id, True | MAYBE) for each leaf that made
+    the condition true or possible: the answers that raised a flag.
+    """
+
+    __slots__ = ("values", "variant", "booked", "appointment", "item", "trace")
 
     def __init__(self, prepared: Prepared, variant: str, item: Mapping[str, Any] | None = None):
         self.values = prepared.values
@@ -181,9 +188,13 @@ class _Ctx:
         self.booked = prepared.booked
         self.appointment = prepared.appointment
         self.item = item
+        self.trace = None
 
 
-Pred = Callable[[_Ctx], bool]
+# A condition is true, false, or MAYBE: a vague answer ("I'm not sure which", "another ...",
+# "somewhere else", a date not known) leaves it open. Combined by Kleene's three-valued logic.
+MAYBE = None
+Pred = Callable[[_Ctx], "bool | None"]
 
 # ---------------------------------------------------------------------------
 # Conditions: checking and compiling
@@ -217,12 +228,13 @@ class _Checker:
     """Checks one rule's conditions against the dictionary and compiles them."""
 
     def __init__(self, rule_id: str, lines: "_Lines", base: tuple, problems: list[RuleProblem],
-                 group: qd.Question | None = None):
+                 group: qd.Question | None = None, by_id: Mapping[str, qd.Question] = qd.BY_ID):
         self.rule_id = rule_id
         self.lines = lines
         self.base = base
         self.problems = problems
         self.group = group
+        self.by_id = by_id
 
     def fail(self, path: tuple, message: str) -> None:
         self.problems.append(RuleProblem(self.rule_id, self.lines.line(self.base + path), message))
@@ -277,16 +289,13 @@ class _Checker:
             parts = [self.condition(c, path + (kind, i)) for i, c in enumerate(items)]
             if any(p is None for p in parts):
                 return None
-            preds = tuple(parts)
-            if kind == "all":
-                return lambda ctx: all(p(ctx) for p in preds)
-            return lambda ctx: any(p(ctx) for p in preds)
+            return (_all if kind == "all" else _any)(tuple(parts))
         if "not" in keys:
             if len(keys) != 1:
                 self.fail(path, "'not' must stand alone in its mapping")
                 return None
             inner = self.condition(raw["not"], path + ("not",))
-            return None if inner is None else (lambda ctx: not inner(ctx))
+            return None if inner is None else _not(inner)
         if "variant" in keys:
             return self._variant_leaf(raw, path)
         if "any_unsure" in keys:
@@ -315,7 +324,14 @@ class _Checker:
                                            f"variants: {', '.join(qd.VARIANTS)}")
             return None
         wanted = frozenset(codes)
-        return lambda ctx: ctx.variant in wanted
+
+        def variant(ctx: _Ctx) -> bool:
+            if ctx.variant in wanted:
+                if ctx.trace is not None:
+                    ctx.trace.append(("question", "treatment_variant", True))
+                return True
+            return False
+        return variant
 
     def _unsure_leaf(self, raw: Mapping, path: tuple) -> Pred | None:
         spec = raw["any_unsure"]
@@ -329,7 +345,15 @@ class _Checker:
                           f"unknown question '{qid}'{_suggest(qid, qd.BY_ID)}")
                 return None
         ids = tuple(q.id for q in qd.QUESTIONS if q.type == qd.YES_NO_UNSURE and q.id not in excluded)
-        return lambda ctx: any(ctx.values.get(i) == "unsure" for i in ids)
+
+        def unsure(ctx: _Ctx) -> bool:
+            values = ctx.values
+            if ctx.trace is None:
+                return any(values.get(i) == "unsure" for i in ids)
+            found = [i for i in ids if values.get(i) == "unsure"]
+            ctx.trace.extend(("question", i, True) for i in found)
+            return bool(found)
+        return unsure
 
     def _leaf(self, raw: Mapping, path: tuple) -> Pred | None:
         extra = set(raw) - {"question", "field", "op", "value"}
@@ -352,10 +376,10 @@ class _Checker:
             q = self.group.field(name)
         else:
             qid = raw["question"]
-            if not isinstance(qid, str) or qid not in qd.BY_ID:
-                self.fail(path + ("question",), f"unknown question '{qid}'{_suggest(qid, qd.BY_ID)}")
+            if not isinstance(qid, str) or qid not in self.by_id:
+                self.fail(path + ("question",), f"unknown question '{qid}'{_suggest(qid, self.by_id)}")
                 return None
-            q = qd.BY_ID[qid]
+            q = self.by_id[qid]
         op = raw.get("op")
         if op not in OPS:
             self.fail(path + ("op",) if "op" in raw else path,
@@ -396,49 +420,143 @@ class _Checker:
             if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 150:
                 self.fail(vpath, f"operator 'age_under' needs a whole number of years, not {value!r}")
                 return None
-        return _compile_leaf("field" in raw, q.id, op, value)
+        return _compile_leaf("field" in raw, q, op, value)
 
 
-def _compile_leaf(is_field: bool, key: str, op: str, value: Any) -> Pred:
-    """Return the predicate for one checked leaf."""
+def _all(preds: tuple[Pred, ...]) -> Pred:
+    """True if every part is true; false if any is false; otherwise MAYBE."""
+    def all_(ctx: _Ctx):
+        trace = ctx.trace
+        mark = len(trace) if trace is not None else 0
+        maybe = False
+        for p in preds:
+            v = p(ctx)
+            if v is False:
+                if trace is not None:
+                    del trace[mark:]
+                return False
+            if v is MAYBE:
+                maybe = True
+        return MAYBE if maybe else True
+    return all_
+
+
+def _any(preds: tuple[Pred, ...]) -> Pred:
+    """True if any part is true; false if every part is false; otherwise MAYBE.
+
+    When tracing, every part is evaluated and only the parts that were true (or, if none was, the
+    parts that were MAYBE) keep their answers: the branches of an ``any`` that raised the flag."""
+    def any_(ctx: _Ctx):
+        if ctx.trace is None:
+            maybe = False
+            for p in preds:
+                v = p(ctx)
+                if v is True:
+                    return True
+                if v is MAYBE:
+                    maybe = True
+            return MAYBE if maybe else False
+        outer, kept = ctx.trace, {True: [], MAYBE: []}
+        for p in preds:
+            ctx.trace = []
+            v = p(ctx)
+            if v is not False:
+                kept[v].extend(ctx.trace)
+        ctx.trace = outer
+        if kept[True]:
+            outer.extend(kept[True])
+            return True
+        outer.extend(kept[MAYBE])
+        return MAYBE if kept[MAYBE] else False
+    return any_
+
+
+def _not(inner: Pred) -> Pred:
+    """The opposite; MAYBE stays MAYBE. Answers under a ``not`` never raise a flag (they were "no"),
+    except a vague one that left it open."""
+    def not_(ctx: _Ctx):
+        mark = len(ctx.trace) if ctx.trace is not None else 0
+        v = inner(ctx)
+        if ctx.trace is not None:
+            ctx.trace[mark:] = [e for e in ctx.trace[mark:] if e[2] is MAYBE] if v is MAYBE else []
+        return MAYBE if v is MAYBE else not v
+    return not_
+
+
+_FACIAL = frozenset(qd.FACIAL_AREAS)
+
+
+def _compile_leaf(is_field: bool, q: qd.Question, op: str, value: Any) -> Pred:
+    """Return the predicate for one checked leaf: True, False, or MAYBE where a vague answer leaves it open."""
+    key = q.id
+    # "I'm not sure" on a yes/no question is the 'unsure_answer' rule's (row 46), not a MAYBE here.
+    vague = frozenset(c.code for c in q.choices if c.vague and not (q.type == qd.YES_NO_UNSURE and c.code == "unsure"))
+
+    # Each test takes the answer and the context, and says True, False or MAYBE.
+    if op in ("eq", "in"):
+        wanted = frozenset([value]) if op == "eq" else value
+
+        def test(v, ctx: _Ctx):
+            return True if v in wanted else MAYBE if v in vague else False
+    elif op == "contains_any":
+        def test(v, ctx: _Ctx):
+            if not v:
+                return False
+            return True if not value.isdisjoint(v) else MAYBE if not vague.isdisjoint(v) else False
+    elif op == "overlaps_booking":
+        def test(v, ctx: _Ctx):
+            if not v:
+                return False
+            return True if not qd.expand_areas(v).isdisjoint(ctx.booked) else MAYBE if qd.ELSEWHERE in v else False
+    elif op == "overlaps_booking_on_face":
+        def test(v, ctx: _Ctx):
+            if not v:
+                return False
+            if not (qd.expand_areas(v) & ctx.booked).isdisjoint(_FACIAL):
+                return True
+            return MAYBE if qd.ELSEWHERE in v and not ctx.booked.isdisjoint(_FACIAL) else False
+    elif op == "includes_facial":
+        def test(v, ctx: _Ctx):
+            if not v:
+                return False
+            return True if not qd.expand_areas(v).isdisjoint(_FACIAL) else MAYBE if qd.ELSEWHERE in v else False
+    elif op in ("within_last", "age_under"):
+        span = value if op == "within_last" else Duration(value, "years")
+
+        def test(v, ctx: _Ctx):
+            if v == qd.UNKNOWN:
+                return MAYBE
+            return isinstance(v, dt.date) and span.after(v) > ctx.appointment
+    elif op == "is_unknown":
+        def test(v, ctx: _Ctx):
+            return v == qd.UNKNOWN
+    elif op == "answered":
+        def test(v, ctx: _Ctx):
+            return v not in (None, "", (), frozenset())
+    else:  # pragma: no cover - OPS and this function list the same operators
+        raise AssertionError(op)
+
+    entry = ("field" if is_field else "question", key)
+    booking = op in ("overlaps_booking", "overlaps_booking_on_face")
+
+    def note(ctx: _Ctx, r) -> None:
+        ctx.trace.append((*entry, r))
+        if booking:
+            ctx.trace.append(("question", "treatment_areas", True))
+
     if is_field:
-        def get(ctx: _Ctx, key=key):
-            return ctx.item.get(key)
+        def leaf(ctx: _Ctx):
+            r = test(ctx.item.get(key), ctx)
+            if r is not False and ctx.trace is not None:
+                note(ctx, r)
+            return r
     else:
-        def get(ctx: _Ctx, key=key):
-            return ctx.values.get(key)
-
-    if op == "eq":
-        return lambda ctx: get(ctx) == value
-    if op == "in":
-        return lambda ctx: get(ctx) in value
-    if op == "contains_any":
-        return lambda ctx: bool(get(ctx)) and not value.isdisjoint(get(ctx))
-    if op == "overlaps_booking":
-        return lambda ctx: bool(get(ctx)) and not qd.expand_areas(get(ctx)).isdisjoint(ctx.booked)
-    if op == "overlaps_booking_on_face":
-        facial = frozenset(qd.FACIAL_AREAS)
-        return lambda ctx: bool(get(ctx)) and not (qd.expand_areas(get(ctx)) & ctx.booked).isdisjoint(facial)
-    if op == "includes_facial":
-        facial = frozenset(qd.FACIAL_AREAS)
-        return lambda ctx: bool(get(ctx)) and not qd.expand_areas(get(ctx)).isdisjoint(facial)
-    if op == "within_last":
-        def within(ctx: _Ctx) -> bool:
-            day = get(ctx)
-            return isinstance(day, dt.date) and value.after(day) > ctx.appointment
-        return within
-    if op == "age_under":
-        years = Duration(value, "years")
-
-        def under(ctx: _Ctx) -> bool:
-            day = get(ctx)
-            return isinstance(day, dt.date) and years.after(day) > ctx.appointment
-        return under
-    if op == "is_unknown":
-        return lambda ctx: get(ctx) == qd.UNKNOWN
-    if op == "answered":
-        return lambda ctx: get(ctx) not in (None, "", (), frozenset())
-    raise AssertionError(op)  # pragma: no cover - OPS and this function list the same operators
+        def leaf(ctx: _Ctx):
+            r = test(ctx.values.get(key), ctx)
+            if r is not False and ctx.trace is not None:
+                note(ctx, r)
+            return r
+    return leaf
 
 
 def _leaf_keys(raw: Any, out: list[tuple[str, str]]) -> None:
@@ -489,6 +607,15 @@ class _OverrideModel(BaseModel):
     when: dict | None = None
     severity: Literal["do_not_treat", "defer", "review"] | None = None
     window: dict | None = None
+    reason: str | None = None
+    action: str | None = None
+
+    @field_validator("reason", "action")
+    @classmethod
+    def _one_line(cls, v: str | None) -> str | None:
+        if v is not None and not v.strip():
+            raise ValueError("must not be blank")
+        return None if v is None else " ".join(v.split())
 
 
 class _RuleModel(BaseModel):
@@ -515,7 +642,12 @@ class _RuleModel(BaseModel):
 
 class _FileModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    valid_for: dict | None = None
     rules: list[dict]
+
+
+# How long a screening stays valid before the appointment when rules.yaml does not say (spec v2, 0.4).
+DEFAULT_VALID_FOR = Duration(28, "days")
 
 
 @dataclass(frozen=True)
@@ -531,6 +663,8 @@ class _Override:
     when: Pred | None
     severity: str | None
     duration: Duration | None
+    reason: str | None = None
+    action: str | None = None
 
 
 @dataclass(frozen=True)
@@ -606,6 +740,7 @@ class RuleSet:
     rules: tuple[Rule, ...]
     digest: str
     source: str
+    valid_for: Duration = DEFAULT_VALID_FOR  # answers older than this before the appointment are out of date
 
     def __len__(self) -> int:
         return len(self.rules)
@@ -731,9 +866,19 @@ def _compile_rule(raw: Any, index: int, lines: _Lines, problems: list[RuleProble
         ov_duration = chk.duration(o.window, opath + ("window",)) if o.window is not None else None
         if o.window is not None and not sources:
             chk.fail(opath + ("window",), "an override 'window' needs the rule's own dated window")
-        if o.severity is None and o.window is None:
-            chk.fail(opath, "an override must change 'severity' or 'window'")
-        overrides.append(_Override(ov_variants, ov_when, o.severity, ov_duration))
+        if o.severity is None and o.window is None and o.reason is None and o.action is None:
+            chk.fail(opath, "an override must change 'severity', 'window', 'reason' or 'action'")
+        overrides.append(_Override(ov_variants, ov_when, o.severity, ov_duration, o.reason, o.action))
+
+    # A window fed by a date the client may not know must accept "I don't know" (an open-ended deferral):
+    # a rule that can only be fed a guess is refused.
+    for i, s in enumerate(sources):
+        dq = qd.BY_ID[s.question] if s.question else group.field(s.field)
+        if not dq.exact and not dq.unknown_allowed:
+            name = s.question or f"{group.id}.{s.field}"
+            chk.fail(("window", "from"), f"window counts from '{name}', which has no \"I don't know\" answer: "
+                                         f"a client who does not know the date could only guess; give the "
+                                         f"question unknown_allowed in the dictionary")
 
     # A window must not reach further back than the question that feeds it asks about.
     for d in [duration] + [o.duration for o in overrides]:
@@ -786,9 +931,13 @@ def _merged_group(for_each: str | list[str], rule_id: str, line: int | None,
                                                        f"not '{name}'{_suggest(name, groups)}"))
             return None
     first = qd.BY_ID[names[0]]
-    shared = tuple(f for f in first.fields
-                   if all(any(g.id == f.id and g.type == f.type for g in qd.BY_ID[n].fields) for n in names))
-    return qd.Question("+".join(names), qd.GROUP, first.label, fields=shared)
+    shared = []
+    for f in first.fields:
+        same = [g for n in names for g in qd.BY_ID[n].fields if g.id == f.id and g.type == f.type]
+        if len(same) == len(names):  # a field every group has; its choices are those of any of them
+            choices = tuple({c.code: c for g in same for c in g.choices}.values())
+            shared.append(dataclasses.replace(f, choices=choices))
+    return qd.Question("+".join(names), qd.GROUP, first.label, fields=tuple(shared))
 
 
 def _date_source(chk: _Checker, item: Any, path: tuple, group: qd.Question | None) -> _DateSource | None:
@@ -859,6 +1008,10 @@ def parse_rules(data: bytes, source: str = "rules.yaml") -> RuleSet:
                                               "the file must be a mapping with a 'rules' list"
                                               + (f" ({first['loc'][0]!s} is not allowed)"
                                                  if first["type"] == "extra_forbidden" else ""))]) from None
+    valid_for = DEFAULT_VALID_FOR
+    if doc.get("valid_for") is not None:
+        chk = _Checker("(file)", lines, (), problems)
+        valid_for = chk.duration(doc["valid_for"], ("valid_for",), what="'valid_for'") or DEFAULT_VALID_FOR
     compiled: list[Rule] = []
     seen: dict[str, int] = {}
     for i, raw in enumerate(doc["rules"]):
@@ -876,7 +1029,8 @@ def parse_rules(data: bytes, source: str = "rules.yaml") -> RuleSet:
     if problems:
         problems.sort(key=lambda p: (p.line or 0))
         raise RulesError(source, problems)
-    return RuleSet(rules=tuple(compiled), digest=hashlib.sha256(data).hexdigest(), source=source)
+    return RuleSet(rules=tuple(compiled), digest=hashlib.sha256(data).hexdigest(), source=source,
+                   valid_for=valid_for)
 
 
 def load_rules(path: str | Path) -> RuleSet:
@@ -894,13 +1048,13 @@ def load_rules(path: str | Path) -> RuleSet:
 # ---------------------------------------------------------------------------
 
 
-def _compile_asked_when() -> dict[str, Pred]:
+def _compile_asked_when(dictionary: qd.Dictionary = qd.CURRENT) -> dict[str, Pred]:
     problems: list[RuleProblem] = []
     lines = _Lines(None, problems)
     out = {}
-    for q in qd.QUESTIONS:
+    for q in dictionary.questions:
         if q.asked_when is not None:
-            chk = _Checker(f"question {q.id}", lines, (), problems)
+            chk = _Checker(f"question {q.id}", lines, (), problems, by_id=dictionary.by_id)
             out[q.id] = chk.condition(q.asked_when, ())
     if problems:
         raise RulesError("screening/questions.py", problems)
@@ -908,6 +1062,7 @@ def _compile_asked_when() -> dict[str, Pred]:
 
 
 ASKED_WHEN: dict[str, Pred] = _compile_asked_when()
+_ASKED_WHEN_OF: dict[str, dict[str, Pred]] = {qd.VERSION: ASKED_WHEN}
 
 # ---------------------------------------------------------------------------
 # Answers: check, prune, normalise
@@ -948,7 +1103,8 @@ def _check_value(q: qd.Question, value: Any) -> tuple[Any, Any]:
         return frozenset(value), list(value)
     if t == qd.DATE:
         day = parse_answer_date(value, q)
-        return day, day if day == qd.UNKNOWN else day.isoformat()
+        # As given: a month stays a month ("2026-06") in the answers that raised a flag.
+        return day, value if isinstance(value, str) else day.isoformat()
     if t == qd.TEXT:
         if not isinstance(value, str):
             raise ValueError("must be text")
@@ -984,8 +1140,81 @@ def _blank(value: Any) -> bool:
     return value is None or value == "" or value == [] or value == ()
 
 
-def prepare(answers: Mapping[str, Any]) -> Prepared:
-    """Check answers against the dictionary and prune those not asked; raise AnswersError."""
+def _span(value: Any, q: qd.Question) -> tuple[dt.date, dt.date] | None:
+    """Return the first and last day a date answer can mean (a month: its first and last day)."""
+    if isinstance(value, str) and _ISO_MONTH.match(value):
+        last = parse_answer_date(value, q)
+        return last.replace(day=1), last
+    if isinstance(value, dt.date):
+        return value, value
+    if isinstance(value, str) and _ISO_DAY.match(value):
+        day = dt.date.fromisoformat(value)
+        return day, day
+    return None
+
+
+def implausible_dates(answers: Mapping[str, Any], answered_on: dt.date) -> list[tuple[str, int | None, str, str]]:
+    """Return the dates that cannot be true (clinical specification v2, 0.3) as
+    (question id, item index or None, kind, date as given). Kinds: ``appointment_past``,
+    ``after_answered`` (a past event after the day of answering), ``after_appointment``,
+    ``before_birth``, ``planned_end_past`` (a course still being taken that ended in the past).
+
+    Reads answers as stored (YYYY-MM-DD / YYYY-MM strings); answers that do not parse are left to
+    the other checks."""
+    out: list[tuple[str, int | None, str, str]] = []
+
+    def span(value, q):
+        try:
+            return _span(value, q)
+        except ValueError:
+            return None
+
+    appt = span(answers.get("appointment_date"), qd.BY_ID["appointment_date"])
+    dob = span(answers.get("dob"), qd.BY_ID["dob"])
+    if appt and appt[0] < answered_on:
+        out.append(("appointment_date", None, "appointment_past", str(answers["appointment_date"])))
+
+    def check(qid: str, index: int | None, q: qd.Question, value: Any) -> None:
+        days = span(value, q)
+        if days is None or q.exact:
+            return
+        first, last = days
+        if q.dates == "future":
+            if last < answered_on:
+                out.append((qid, index, "planned_end_past", str(value)))
+        elif appt and first > appt[0]:
+            out.append((qid, index, "after_appointment", str(value)))
+        elif q.dates == "past" and first > answered_on:
+            out.append((qid, index, "after_answered", str(value)))
+        if dob and last < dob[0]:
+            out.append((qid, index, "before_birth", str(value)))
+
+    for q in qd.QUESTIONS:
+        value = answers.get(q.id)
+        if q.type == qd.DATE:
+            check(q.id, None, q, value)
+        elif q.type == qd.GROUP and isinstance(value, (list, tuple)):
+            for i, item in enumerate(value):
+                if isinstance(item, Mapping):
+                    for f in q.fields:
+                        if f.type == qd.DATE:
+                            check(q.id, i, f, item.get(f.id))
+    return out
+
+
+_IMPLAUSIBLE = {
+    "appointment_past": "is before the day the answers were given ({answered_on})",
+    "after_answered": "is after the day the answers were given ({answered_on}): a past event cannot be",
+    "after_appointment": "is after the appointment ({appointment}): a past event cannot be",
+    "before_birth": "is before the date of birth ({dob})",
+    "planned_end_past": "is in the past (answers given on {answered_on}), but the course is still being taken",
+}
+
+
+def prepare(answers: Mapping[str, Any], answered_on: dt.date) -> Prepared:
+    """Check answers against the dictionary and prune those not asked; raise AnswersError.
+
+    ``answered_on`` is the day the client gave the answers: dates are checked against it."""
     if not isinstance(answers, Mapping):
         raise AnswersError(["answers must be an object mapping question ids to answers"], [])
     problems: list[str] = []
@@ -999,7 +1228,7 @@ def prepare(answers: Mapping[str, Any]) -> Prepared:
     # Parents come before their follow-ups in the dictionary, so one pass decides what was asked.
     booking = dict(appointment=None, variant=None, booked=frozenset())
     probe = _Ctx.__new__(_Ctx)
-    probe.values, probe.item = values, None
+    probe.values, probe.item, probe.trace = values, None, None
     for q in qd.QUESTIONS:
         cond = q.asked_when
         if cond is not None:
@@ -1007,7 +1236,7 @@ def prepare(answers: Mapping[str, Any]) -> Prepared:
             if parent in faulty:
                 faulty.add(q.id)
                 continue
-            if not ASKED_WHEN[q.id](probe):
+            if ASKED_WHEN[q.id](probe) is not True:
                 continue  # not asked: any answer given is stale and ignored
         value = answers.get(q.id)
         if _blank(value):
@@ -1021,13 +1250,21 @@ def prepare(answers: Mapping[str, Any]) -> Prepared:
             problems.append(f"'{q.id}' {exc}")
             faulty.add(q.id)
     if problems or missing:
-        raise AnswersError(problems, missing)
+        raise AnswersError(problems, missing, tuple(dict.fromkeys([*missing, *faulty])))
+    wrong = implausible_dates(raw, answered_on)
+    if wrong:
+        facts = {"answered_on": answered_on.isoformat(), "appointment": raw.get("appointment_date"),
+                 "dob": raw.get("dob")}
+        lines = [f"'{qid}'{f' item {i + 1} date' if i is not None else ''} {value} "
+                 + _IMPLAUSIBLE[kind].format(**facts) for qid, i, kind, value in wrong]
+        raise AnswersError(lines, [], tuple(dict.fromkeys(qid for qid, *_ in wrong)))
     return Prepared(
         values=MappingProxyType(values),
         raw=MappingProxyType(raw),
         appointment=values["appointment_date"],
         variant=values["treatment_variant"],
         booked=qd.expand_areas(values["treatment_areas"]),
+        answered_on=answered_on,
     )
 
 
@@ -1056,7 +1293,10 @@ def _thaw(value: Any) -> Any:
 
 @dataclass(frozen=True)
 class Flag:
-    """One rule that fired: what, how severe, why, what to do, and when it lifts."""
+    """One rule that fired: what, how severe, why, what to do, and when it lifts.
+
+    ``possible`` marks a flag raised because a vague answer leaves the rule open: it is a review,
+    whatever the rule's own severity, and its answers name the question to settle with the client."""
 
     id: str
     title: str
@@ -1068,6 +1308,7 @@ class Flag:
     because: Mapping[str, Any]
     variants: tuple[str, ...]
     references: tuple[str, ...] = ()
+    possible: bool = False
 
     def to_dict(self) -> dict:
         """Return the flag as JSON-ready data."""
@@ -1082,6 +1323,7 @@ class Flag:
             "because": _thaw(self.because),
             "variants": list(self.variants),
             "sources": list(self.references),
+            "possible": self.possible,
         }
 
 
@@ -1097,6 +1339,11 @@ class Result:
     dictionary_version: str
     variant: str
     variants_evaluated: tuple[str, ...]
+    by_variant: Mapping[str, str] = field(default_factory=dict)  # the outcome for each variant evaluated
+    answered_on: dt.date | None = None
+    # Questions about now or the last 28 days or less, answered before the appointment day.
+    to_confirm_on_the_day: tuple[Mapping[str, Any], ...] = ()
+    out_of_date: bool = False  # answered longer before the appointment than the rules' valid_for
 
     @property
     def variant_unknown(self) -> bool:
@@ -1114,21 +1361,23 @@ class Result:
             "dictionary_version": self.dictionary_version,
             "variant": self.variant,
             "variants_evaluated": list(self.variants_evaluated),
+            "by_variant": dict(self.by_variant),
+            "answered_on": self.answered_on.isoformat() if self.answered_on else None,
+            "to_confirm_on_the_day": [_thaw(item) for item in self.to_confirm_on_the_day],
+            "out_of_date": self.out_of_date,
         }
 
 
-def _because(rule: Rule, prepared: Prepared, items: list[tuple[str, int]], date_qids: set[str]) -> Mapping[str, Any]:
-    """Return the answers that raised a rule, keyed by question id."""
+def _because(rule: Rule, prepared: Prepared, trace: list, items: list[tuple[str, int]],
+             date_qids: set[str]) -> Mapping[str, Any]:
+    """Return the answers that raised a rule, keyed by question id: the leaves that were true (or left
+    open by a vague answer), the items that fired, the dates the window counts from, and the booking
+    facts the rule needed. Never the answers that were "no"."""
     out: dict[str, Any] = {}
     raw = prepared.raw
-    for kind, key in rule.leaf_keys:
+    for kind, key, _value in trace:
         if kind == "question" and key in raw:
             out[key] = raw[key]
-        elif kind == "unsure":
-            excluded = set(key.split(",")) if key else set()
-            for q in qd.QUESTIONS:
-                if q.type == qd.YES_NO_UNSURE and q.id not in excluded and prepared.values.get(q.id) == "unsure":
-                    out[q.id] = "unsure"
     for group, i in items:
         out.setdefault(group, []).append(raw[group][i])
     for qid in sorted(date_qids):
@@ -1137,6 +1386,54 @@ def _because(rule: Rule, prepared: Prepared, items: list[tuple[str, int]], date_
     if rule.variants != frozenset(qd.VARIANTS):
         out["treatment_variant"] = raw["treatment_variant"]
     return _freeze(out)
+
+
+def _lower_first(text: str) -> str:
+    return text[:1].lower() + text[1:]
+
+
+@dataclass
+class _Hit:
+    """One way a rule fired: for a whole answer set, or for one item of a repeatable group."""
+
+    index: tuple[str, int] | None
+    item: Mapping[str, Any] | None
+    definite: bool
+    severity: str
+    lift: dt.date | None
+    open_ended: bool
+    date_qid: str | None
+    wording: _Override | None
+
+
+def _hit(rule: Rule, ctx: _Ctx, variant: str, index, item, v=False) -> _Hit | None:
+    """Return how ``rule`` fires for ``item`` (``v``: its condition, if known), or None (not at all, or its
+    window has ended)."""
+    ctx.item = item
+    if v is False:
+        v = rule.when(ctx)
+    if v is False:
+        return None
+    sev, duration, wording = rule.severity, rule.duration, None
+    for o in rule.overrides:
+        # A vague answer in an override's condition applies the override: the shipped overrides are stricter.
+        if (o.variants is None or variant in o.variants) and (o.when is None or o.when(ctx) is not False):
+            sev, duration = o.severity or sev, o.duration or duration
+            wording = o if (o.reason or o.action) else None
+            break
+    lift, open_ended, qid = None, False, None
+    if rule.severity == "defer" or sev == "defer":
+        if rule.window_open_ended:
+            open_ended = True
+        else:
+            start, qid = _start_date(rule, ctx)
+            if start is None:
+                open_ended = True  # no date can be computed from the answers
+            else:
+                lift = duration.after(start)
+                if lift <= ctx.appointment:
+                    return None  # the window has ended by the appointment: not a flag
+    return _Hit(index, item, v is True, sev, lift, open_ended, qid, wording)
 
 
 def _fire(rule: Rule, prepared: Prepared, variant: str, ctx: _Ctx) -> Flag | None:
@@ -1149,54 +1446,53 @@ def _fire(rule: Rule, prepared: Prepared, variant: str, ctx: _Ctx) -> Flag | Non
             return None
     else:
         ctx.item = None
-        if not rule.when(ctx):
+        v = rule.when(ctx)
+        if v is False:
             return None  # the common case: most rules do not fire
-        items = [(None, None)]
-    severity = None
-    lifts: list[dt.date] = []
-    open_ended = False
-    fired_items: list[tuple[str, int]] = []
-    date_qids: set[str] = set()
-    for index, item in items:
-        ctx.item = item
-        if not rule.when(ctx):
-            continue
-        sev, duration = rule.severity, rule.duration
-        for o in rule.overrides:
-            if (o.variants is None or variant in o.variants) and (o.when is None or o.when(ctx)):
-                sev = o.severity or sev
-                duration = o.duration or duration
-                break
-        if sev == "defer":
-            if rule.window_open_ended:
-                open_ended = True
-            else:
-                start, qid = _start_date(rule, ctx)
-                if qid:
-                    date_qids.add(qid)
-                if start is None:
-                    open_ended = True  # no date can be computed from the answers
-                else:
-                    lift = duration.after(start)
-                    if lift <= ctx.appointment:
-                        continue  # the window has ended by the appointment: not a flag
-                    lifts.append(lift)
-        if severity is None or RANK[sev] > RANK[severity]:
-            severity = sev
-        if index is not None:
-            fired_items.append(index)
-    if severity is None:
+        items = [(None, None, v)]
+    hits = [h for h in (_hit(rule, ctx, variant, *i) for i in items) if h is not None]
+    definite = [h for h in hits if h.definite]
+    chosen = definite or hits
+    if not chosen:
         return None
-    lifts_on = max(lifts) if severity == "defer" and lifts else None
+    possible = not definite
+    severity = max((h.severity for h in chosen), key=RANK.__getitem__)
+    defers = [h for h in chosen if h.severity == "defer"]
+    lifts = [h.lift for h in defers if h.lift]
+    # The answers that raised it: the same conditions again, tracing their true (or open) leaves.
+    ctx.trace = []
+    for h in chosen:
+        ctx.item = h.item
+        rule.when(ctx)
+    trace, ctx.trace = ctx.trace, None
+    because = _because(rule, prepared, trace, [h.index for h in chosen if h.index is not None],
+                       {h.date_qid for h in chosen if h.date_qid})
+    wording = next((h.wording for h in chosen if h.wording and h.severity == severity), None)
+    reason = (wording and wording.reason) or rule.reason
+    action = (wording and wording.action) or rule.action
+    if possible:
+        return Flag(
+            id=rule.id,
+            title=f"Possible: {rule.title}",
+            severity="review",
+            reason=f"Not ruled out: an answer was not specific enough to tell whether {_lower_first(reason)}",
+            action=f"Ask the client about the answers shown before treatment. If it applies: {_lower_first(action)}",
+            lifts_on=None,
+            open_ended=False,
+            because=because,
+            variants=(variant,),
+            references=rule.references,
+            possible=True,
+        )
     return Flag(
         id=rule.id,
         title=rule.title,
         severity=severity,
-        reason=rule.reason,
-        action=rule.action,
-        lifts_on=lifts_on,
-        open_ended=severity == "defer" and open_ended,
-        because=_because(rule, prepared, fired_items, date_qids),
+        reason=reason,
+        action=action,
+        lifts_on=max(lifts) if severity == "defer" and lifts else None,
+        open_ended=severity == "defer" and any(h.open_ended for h in defers),
+        because=because,
         variants=(variant,),
         references=rule.references,
     )
@@ -1205,7 +1501,7 @@ def _fire(rule: Rule, prepared: Prepared, variant: str, ctx: _Ctx) -> Flag | Non
 def _start_date(rule: Rule, ctx: _Ctx) -> tuple[dt.date | None, str | None]:
     """Return the event date a deferral counts from (None: open-ended) and its question id."""
     for src in rule.sources:
-        if src.when is not None and not src.when(ctx):
+        if src.when is not None and src.when(ctx) is False:
             continue
         value = ctx.item.get(src.field) if src.field else ctx.values.get(src.question)
         if value is None:
@@ -1216,7 +1512,7 @@ def _start_date(rule: Rule, ctx: _Ctx) -> tuple[dt.date | None, str | None]:
     return None, None
 
 
-def _combine(flags: list[Flag]) -> tuple[str, dt.date | None, bool]:
+def _combine(flags) -> tuple[str, dt.date | None, bool]:
     worst = max((RANK[f.severity] for f in flags), default=0)
     outcome = OUTCOME_OF[SEVERITIES[worst - 1]] if worst else "CLEAR"
     defers = [f for f in flags if f.severity == "defer"]
@@ -1224,6 +1520,19 @@ def _combine(flags: list[Flag]) -> tuple[str, dt.date | None, bool]:
     dated = [f.lifts_on for f in defers if f.lifts_on]
     earliest = max(dated) if outcome == "DEFER" and dated else None
     return outcome, earliest, open_ended
+
+
+_ABOUT_NOW = tuple((q.id, q.label) for q in qd.QUESTIONS if q.id in qd.ABOUT_NOW)  # in the order asked
+
+
+def _to_confirm(prepared: Prepared) -> tuple[Mapping[str, Any], ...]:
+    """Return the answers about now or the last 28 days or less, with their wording, to confirm on the day."""
+    if prepared.answered_on >= prepared.appointment:
+        return ()
+    raw = prepared.raw
+    return tuple(MappingProxyType({"question": qid, "wording": label,  # no groups among them: a list at most
+                                   "answer": tuple(raw[qid]) if isinstance(raw[qid], list) else raw[qid]})
+                 for qid, label in _ABOUT_NOW if qid in raw)
 
 
 def evaluate_prepared(ruleset: RuleSet, prepared: Prepared) -> Result:
@@ -1238,15 +1547,16 @@ def evaluate_prepared(ruleset: RuleSet, prepared: Prepared) -> Result:
             if flag is None:
                 continue
             # With one variant every flag stands alone; with several, identical flags merge.
-            key = (flag.id, flag.severity, flag.lifts_on, flag.open_ended,
+            key = (flag.id, flag.severity, flag.lifts_on, flag.open_ended, flag.possible, flag.reason,
                    json.dumps(_thaw(flag.because), sort_keys=True)) if several else (flag.id,)
             if key in merged:
                 old = merged[key]
-                merged[key] = Flag(**{**old.__dict__, "variants": old.variants + (variant,)})
+                merged[key] = dataclasses.replace(old, variants=old.variants + (variant,))
             else:
                 merged[key] = flag
     flags = sorted(merged.values(), key=lambda f: (-RANK[f.severity], f.id, f.variants))
     outcome, earliest, open_ended = _combine(flags)
+    by_variant = {v: _combine([f for f in flags if v in f.variants])[0] for v in variants}
     return Result(
         outcome=outcome,
         earliest_date=earliest,
@@ -1256,23 +1566,32 @@ def evaluate_prepared(ruleset: RuleSet, prepared: Prepared) -> Result:
         dictionary_version=qd.VERSION,
         variant=prepared.variant,
         variants_evaluated=tuple(variants),
+        by_variant=MappingProxyType(by_variant),
+        answered_on=prepared.answered_on,
+        to_confirm_on_the_day=_to_confirm(prepared),
+        out_of_date=ruleset.valid_for.after(prepared.answered_on) < prepared.appointment,
     )
 
 
-def evaluate(ruleset: RuleSet, answers: Mapping[str, Any]) -> Result:
-    """Check ``answers`` (booking included) and evaluate them; raise AnswersError if incomplete."""
-    return evaluate_prepared(ruleset, prepare(answers))
+def evaluate(ruleset: RuleSet, answers: Mapping[str, Any], *, answered_on: dt.date) -> Result:
+    """Check ``answers`` (booking included), given on ``answered_on``, and evaluate them; raise AnswersError
+    if they are incomplete or implausible."""
+    return evaluate_prepared(ruleset, prepare(answers, answered_on))
 
 
-def asked_ids(answers: Mapping[str, Any]) -> list[str]:
-    """Return, in order, the ids of the questions asked given ``answers`` (follow-ups whose parent allows)."""
+def asked_ids(answers: Mapping[str, Any], dictionary: qd.Dictionary = qd.CURRENT) -> list[str]:
+    """Return, in order, the ids of the questions asked given ``answers`` (follow-ups whose parent allows),
+    in the dictionary the answers were given with."""
+    conditions = _ASKED_WHEN_OF.get(dictionary.version)
+    if conditions is None:
+        conditions = _ASKED_WHEN_OF[dictionary.version] = _compile_asked_when(dictionary)
     probe = _Ctx.__new__(_Ctx)
-    probe.values, probe.item = answers, None
+    probe.values, probe.item, probe.trace = answers, None, None
     asked: set[str] = set()
     out = []
-    for q in qd.QUESTIONS:
+    for q in dictionary.questions:
         if q.asked_when is not None:
-            if q.asked_when["question"] not in asked or not ASKED_WHEN[q.id](probe):
+            if q.asked_when["question"] not in asked or conditions[q.id](probe) is not True:
                 continue
         asked.add(q.id)
         out.append(q.id)

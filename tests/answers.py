@@ -6,8 +6,9 @@ import datetime as dt
 
 from screening import questions as qd
 
-# The day the test answers were given: a few days before their appointment (2026-12-01).
-ANSWERED_ON = dt.date(2026, 11, 25)
+# The day the test answers were given: the day of their appointment (2026-12-01), so that nothing is left
+# to confirm on the day unless a test says otherwise.
+ANSWERED_ON = dt.date(2026, 12, 1)
 
 
 def clear_answers(**changes) -> dict:
@@ -29,3 +30,25 @@ def clear_answers(**changes) -> dict:
     )
     answers.update(changes)
     return answers
+
+
+def answered_on_the_day(answers) -> dt.date:
+    """Return the appointment day of ``answers`` (the day they count as given), or ANSWERED_ON."""
+    try:
+        return dt.date.fromisoformat(answers["appointment_date"])
+    except (KeyError, TypeError, ValueError):
+        return ANSWERED_ON
+
+
+def evaluate_on_the_day(ruleset, answers):
+    """Evaluate ``answers`` as if given on their appointment day (nothing left to confirm)."""
+    from screening.rules import evaluate
+
+    return evaluate(ruleset, answers, answered_on=answered_on_the_day(answers))
+
+
+def prepare_on_the_day(answers):
+    """Prepare ``answers`` as if given on their appointment day."""
+    from screening.rules import prepare
+
+    return prepare(answers, answered_on_the_day(answers))

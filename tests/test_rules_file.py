@@ -16,7 +16,7 @@ import pytest
 from screening import questions as qd
 from screening.config import ROOT
 from screening.rules import RulesError, evaluate, load_rules, parse_rules
-from tests.answers import clear_answers
+from tests.answers import clear_answers, evaluate_on_the_day, prepare_on_the_day
 
 RULES_PATH = ROOT / "rules.yaml"
 SHIPPED = RULES_PATH.read_text(encoding="utf-8")
@@ -144,7 +144,7 @@ def test_permanent_filler_is_do_not_treat_for_rf_only(ruleset):
     assert [(o.variants, o.severity, o.when) for o in rule.overrides] == [(frozenset({"rf"}), "do_not_treat", None)]
     answers = clear_answers(permanent_filler="yes", permanent_filler_location=["cheeks"])
     for variant, outcome in [("standard", "REVIEW"), ("prp", "REVIEW"), ("rf", "DO_NOT_TREAT")]:
-        assert evaluate(ruleset, {**answers, "treatment_variant": variant}).outcome == outcome, variant
+        assert evaluate_on_the_day(ruleset, {**answers, "treatment_variant": variant}).outcome == outcome, variant
 
 
 def test_shipped_rules_have_the_spec_windows(ruleset):
@@ -419,7 +419,7 @@ CASES = {
     "override_without_severity_or_window": broken(
         SHIPPED, "      - variants: [rf]\n        severity: do_not_treat\n", "      - variants: [rf]\n",
         "permanent_filler_or_implant_in_area", "- variants: [rf]",
-        "an override must change 'severity' or 'window'", after="id: permanent_filler_or_implant_in_area"),
+        "an override must change 'severity', 'window', 'reason' or 'action'", after="id: permanent_filler_or_implant_in_area"),
     "override_window_without_dated_window": broken(
         SHIPPED, "    window: open_ended\n", "    window: open_ended\n    overrides:\n      - window: {days: 3}\n",
         "acute_illness_or_fever", "- window: {days: 3}", "an override 'window' needs the rule's own dated window",
@@ -628,7 +628,7 @@ BARE = textwrap.dedent("""\
 
 
 def _fired(ruleset, **answers) -> set[str]:
-    return {f.id for f in evaluate(ruleset, clear_answers(**answers)).flags}
+    return {f.id for f in evaluate_on_the_day(ruleset, clear_answers(**answers)).flags}
 
 
 def test_bare_yes_no_values_mean_yes_and_no():
@@ -647,8 +647,8 @@ def test_bare_yes_no_behave_exactly_like_quoted_strings():
     assert quoted_text.count('"yes"') == 3
     quoted = parse_rules(quoted_text.encode(), "quoted.yaml")
     for changes in [{}, {"breastfeeding": "yes"}, {"pregnant": "unsure"}, {"melasma": "yes"}]:
-        a = evaluate(bare, clear_answers(**changes)).to_dict()
-        b = evaluate(quoted, clear_answers(**changes)).to_dict()
+        a = evaluate_on_the_day(bare, clear_answers(**changes)).to_dict()
+        b = evaluate_on_the_day(quoted, clear_answers(**changes)).to_dict()
         assert a.pop("rules_digest") != b.pop("rules_digest")
         assert a == b
 
@@ -663,7 +663,7 @@ def test_digest_is_the_sha256_of_the_file_bytes(ruleset):
     assert ruleset.digest == hashlib.sha256(data).hexdigest()
     assert re.fullmatch(r"[0-9a-f]{64}", ruleset.digest)
     assert parse_rules(data, "x").digest == ruleset.digest
-    assert evaluate(ruleset, clear_answers()).rules_digest == ruleset.digest
+    assert evaluate_on_the_day(ruleset, clear_answers()).rules_digest == ruleset.digest
 
 
 def test_digest_changes_when_one_byte_changes(tmp_path):
