@@ -19,6 +19,7 @@ SEVERITY_TEXT = {
     "review": qd.N_("Review"),
 }
 VARIANT_TEXT = {c.code: c.label for c in qd.BY_ID["treatment_variant"].choices}
+VARIANT_SHORT = {"standard": qd.N_("Standard"), "rf": qd.N_("RF"), "prp": qd.N_("PRP")}  # beside a headline
 
 
 def format_date(value: Any) -> str:
@@ -56,8 +57,9 @@ def format_answer(q: qd.Question, value: Any, translate=lambda s: s) -> str:
     return str(value)
 
 
-def not_asked_reason(q: qd.Question, answers: dict, translate=lambda s: s) -> str:
-    """Say why a follow-up was not asked: the answer its parent was given."""
-    parent = qd.BY_ID[q.asked_when["question"]]
+def not_asked_reason(q: qd.Question, answers: dict, translate=lambda s: s,
+                     words: qd.Dictionary = qd.CURRENT) -> str:
+    """Say why a follow-up was not asked: the answer its parent was given (in the dictionary ``words``)."""
+    parent = words.by_id[q.asked_when["question"]]
     given = format_answer(parent, answers.get(parent.id), translate)
     return translate("Not asked: the answer to “%(q)s” was “%(a)s”") % {"q": translate(parent.label), "a": given}

@@ -19,7 +19,8 @@ from typing import Any
 from flask import render_template
 
 from . import questions as qd
-from .display import OUTCOME_TEXT, SEVERITY_TEXT, VARIANT_TEXT, format_answer, format_date, not_asked_reason
+from .display import (OUTCOME_TEXT, SEVERITY_TEXT, VARIANT_SHORT, VARIANT_TEXT, format_answer, format_date,
+                      not_asked_reason)
 from .rules import asked_ids
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -83,23 +84,24 @@ def report_context(submission, clinic: dict, review: dict | None = None) -> dict
     """
     answers = dict(submission.answers)
     result = dict(submission.result)
-    asked = set(asked_ids(answers))
+    words = qd.dictionary(submission.dictionary_version)  # the questions as this client was asked them
+    asked = set(asked_ids(answers, words))
     sections = []
-    for section in qd.SECTIONS:
+    for section in words.sections:
         rows = []
-        for q in qd.questions_in(section.id):
+        for q in words.questions_in(section.id):
             if q.id in asked:
                 rows.append({"id": q.id, "question": q.label, "answer": format_answer(q, answers.get(q.id)),
                              "asked": True})
             else:
-                rows.append({"id": q.id, "question": q.label, "answer": not_asked_reason(q, answers),
+                rows.append({"id": q.id, "question": q.label, "answer": not_asked_reason(q, answers, words=words),
                              "asked": False})
         sections.append({"title": section.title, "rows": rows})
     flags = []
     for f in result["flags"]:
         because = []
         for qid, value in f["because"].items():
-            q = qd.BY_ID[qid]
+            q = words.by_id.get(qid) or qd.BY_ID[qid]
             because.append({"question": q.label, "answer": format_answer(q, value)})
         flags.append({
             "id": f["id"], "title": f["title"], "severity": f["severity"],
@@ -107,8 +109,18 @@ def report_context(submission, clinic: dict, review: dict | None = None) -> dict
             "lifts_on": format_date(f["lifts_on"]) if f["lifts_on"] else "",
             "open_ended": f["open_ended"], "because": because,
             "variants": ", ".join(VARIANT_TEXT[v] for v in f["variants"]),
+            "possible": f.get("possible", False),
         })
-    areas = qd.BY_ID["treatment_areas"]
+    # Spec v2: the outcome for each variant when the variant was not known, and what to confirm on the day.
+    # Results stored before v2 have neither; they show as they always did.
+    by_variant = result.get("by_variant") or {}
+    answered_on = result.get("answered_on")
+    to_confirm = []
+    for item in result.get("to_confirm_on_the_day") or ():
+        q = words.by_id.get(item["question"]) or qd.BY_ID.get(item["question"])
+        to_confirm.append({"question": item["wording"],
+                           "answer": format_answer(q, item["answer"]) if q else str(item["answer"])})
+    areas = words.by_id["treatment_areas"]
     context = {
         "clinic_name": clinic["name"],
         "reference": submission.reference,
@@ -130,6 +142,11 @@ def report_context(submission, clinic: dict, review: dict | None = None) -> dict
         "rules_digest": submission.rules_digest,
         "dictionary_version": submission.dictionary_version,
         "is_kiosk": submission.is_kiosk,
+        "by_variant": [{"variant": VARIANT_SHORT[v], "outcome": o, "outcome_text": OUTCOME_TEXT[o]}
+                       for v, o in by_variant.items()] if len(by_variant) > 1 else [],
+        "answered_on": format_date(answered_on) if answered_on else "",
+        "to_confirm": to_confirm,
+        "out_of_date": bool(result.get("out_of_date")),
     }
     if review is not None:
         context["signoff"] = _signoff(review, flags)

@@ -30,7 +30,8 @@ from wtforms.validators import Length, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from .. import questions as qd
-from ..rules import asked_ids
+from ..display import format_date
+from ..rules import asked_ids, implausible_dates
 
 MAX_ITEMS = 10
 TEXT_LIMITS = {"name": 120, "email": 254, "tel": 30}
@@ -188,6 +189,9 @@ def _read_date(q: qd.Question, parts, today: dt.date) -> tuple[Any, str | None]:
     if q.dates == "past" and value > today:
         return None, _("The date must be today or in the past")
     if q.dates == "future" and check < today:
+        if q.id != "appointment_date":  # a planned last dose of a course still being taken
+            return None, _("The last dose of a course you are still taking cannot be in the past. If you have "
+                           "stopped, change your answer to ‘Are you still taking…’ to No")
         return None, _("The date must be today or in the future")
     if q.dates == "future" and value > today + dt.timedelta(days=730):
         return None, _("The date must be within the next 2 years")
@@ -248,17 +252,25 @@ def _read_value(q: qd.Question, field, today: dt.date) -> tuple[Any, str | None]
     return (data or None), None
 
 
+# Bidirectional controls (embeddings, overrides, isolates, marks): a right-to-left override in a name makes
+# "Ann" print as another string on the record, the PDF and the desk list. The letters of right-to-left
+# scripts need none of them to display correctly.
+BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
 def clean_text(text: str | None) -> str:
     """Return typed text with its spaces collapsed and control characters (NUL, escape codes) removed.
 
     No one types a control character; one pasted or posted by a script is dropped rather than stored and
-    printed in the record.
+    printed in the record. The same goes for the bidirectional controls (``BIDI_CONTROLS``).
     """
-    return " ".join("".join(c for c in text or "" if c.isspace() or unicodedata.category(c) != "Cc").split())
+    return " ".join("".join(c for c in text or "" if c.isspace() or (unicodedata.category(c) != "Cc"
+                                                                      and c not in BIDI_CONTROLS)).split())
 
 
-def _read_group(q: qd.Question, field: FieldList, today: dt.date) -> tuple[list | None, dict[str, str]]:
-    items, errors = [], {}
+def _read_group(q: qd.Question, field: FieldList, today: dt.date) -> tuple[list | None, dict[str, str], list]:
+    """Return (items, errors by field id, the form entry of each item)."""
+    items, errors, entries = [], {}, []
     for n, entry in enumerate(field.entries):
         sub = entry.form
         item, item_errors = {}, {}
@@ -278,7 +290,8 @@ def _read_group(q: qd.Question, field: FieldList, today: dt.date) -> tuple[list 
         errors.update(item_errors)
         if not item_errors:
             items.append(item)
-    return (items or None), errors
+            entries.append(entry)
+    return (items or None), errors, entries
 
 
 def read_page(form: FlaskForm, page: qd.Page, draft_answers: dict, today: dt.date) -> tuple[dict, dict[str, str]]:
@@ -286,10 +299,11 @@ def read_page(form: FlaskForm, page: qd.Page, draft_answers: dict, today: dt.dat
     answers: dict[str, Any] = {}
     errors: dict[str, str] = {}
     questions = qd.page_questions(page)
+    group_entries: dict[str, list] = {}
     for q in questions:
         field = form[q.id]
         if q.type == qd.GROUP:
-            value, group_errors = _read_group(q, field, today)
+            value, group_errors, group_entries[q.id] = _read_group(q, field, today)
             errors.update(group_errors)
         else:
             value, error = _read_value(q, field, today)
@@ -309,8 +323,36 @@ def read_page(form: FlaskForm, page: qd.Page, draft_answers: dict, today: dt.dat
             continue
         if q.required and q.id not in answers and not any(_belongs(k, q) for k in errors):
             errors[_anchor(q, form[q.id])] = _missing_message(q)
+    for key, message in implausible_errors(form, page, merged, today, group_entries).items():
+        errors.setdefault(key, message)
     ordered = {k: v for q in questions for k, v in errors.items() if _belongs(k, q)}
     return answers, ordered
+
+
+def implausible_errors(form: FlaskForm, page: qd.Page, answers: dict, today: dt.date,
+                       group_entries: dict[str, list] | None = None) -> dict[str, str]:
+    """Return messages, by field id, for this page's dates that cannot be true beside the other answers
+    (an event before the date of birth or after the appointment): the engine's own check."""
+    on_page = {q.id for q in qd.page_questions(page)}
+    out: dict[str, str] = {}
+    for qid, index, kind, _value in implausible_dates(answers, today):
+        if qid not in on_page or kind in ("appointment_past", "after_answered", "planned_end_past"):
+            continue  # those are the date's own checks (today or before / after), already made
+        field = form[qid]
+        if index is None:
+            key = field.id
+        else:
+            entries = (group_entries or {}).get(qid) or field.entries
+            if index >= len(entries):
+                continue
+            key = entries[index].form["date"].id
+        if kind == "before_birth":
+            out[key] = _("This date is before your date of birth (%(dob)s). Check the year",
+                         dob=format_date(answers.get("dob")))
+        else:
+            out[key] = _("This date is after your appointment (%(day)s). Check the date, or the date of your "
+                         "appointment", day=format_date(answers.get("appointment_date")))
+    return out
 
 
 def _anchor(q: qd.Question, field) -> str:

@@ -27,7 +27,8 @@ from ..display import format_answer
 from ..errors import DraftNotFound, IncompleteDraft, NotSigned, SaveFailed
 from ..extensions import db, limiter
 from ..rules import asked_ids
-from .forms import clean_text, error_href, form_data, page_form_class, read_page, unexpected_keys
+from .forms import (clean_text, error_href, form_data, implausible_errors, page_form_class, read_page,
+                    unexpected_keys)
 
 bp = Blueprint("questionnaire", __name__)
 bp.register_blueprint(kiosk.bp)
@@ -112,7 +113,9 @@ def page(page_id: str):
     form_class = page_form_class(page)
     if request.method == "GET":
         form = form_class(data=form_data(page, answers))
-        return _render_page(page, form, {}, changing)
+        # A date saved earlier that a later answer made impossible (a date of birth changed after it) is
+        # shown with its message: the declaration sends the client back here to correct it.
+        return _render_page(page, form, implausible_errors(form, page, answers, _today()), changing)
 
     form = form_class()
     stray = unexpected_keys(form, request.form.keys())
