@@ -13,7 +13,6 @@ from flask.cli import AppGroup
 
 from . import questions as qd
 from . import records
-from .display import OUTCOME_TEXT, VARIANT_SHORT
 from .rules import AnswersError, RulesError, evaluate, load_rules
 
 screening_cli = AppGroup("screening", help="Screening: check rules, list questions, evaluate answers.")
@@ -93,9 +92,6 @@ def evaluate_cmd(source, answered_on) -> None:
             click.echo("  missing required answers: " + ", ".join(exc.missing), err=True)
         sys.exit(2)
     click.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
-    if len(result.by_variant) > 1:  # the client did not know the variant: each one's outcome beside the headline
-        line = "; ".join(f"{VARIANT_SHORT[v]}: {OUTCOME_TEXT[o]}" for v, o in result.by_variant.items())
-        click.echo(f"outcome {OUTCOME_TEXT[result.outcome]} (strictest); by treatment: {line}", err=True)
 
 
 @contextlib.contextmanager

@@ -1354,6 +1354,7 @@ class Result:
         """Return the result as JSON-ready data."""
         return {
             "outcome": self.outcome,
+            "by_variant": dict(self.by_variant),  # beside the headline: each variant's outcome
             "earliest_date": self.earliest_date.isoformat() if self.earliest_date else None,
             "open_ended": self.open_ended,
             "flags": [f.to_dict() for f in self.flags],
@@ -1361,7 +1362,6 @@ class Result:
             "dictionary_version": self.dictionary_version,
             "variant": self.variant,
             "variants_evaluated": list(self.variants_evaluated),
-            "by_variant": dict(self.by_variant),
             "answered_on": self.answered_on.isoformat() if self.answered_on else None,
             "to_confirm_on_the_day": [_thaw(item) for item in self.to_confirm_on_the_day],
             "out_of_date": self.out_of_date,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import re
@@ -32,8 +33,11 @@ def run(app):
     return invoke
 
 
+ANSWERED_ON = "2026-11-29"  # the examples' answers were given then, two days before their appointment
+
+
 def _evaluate_ok(run, *args, input=None) -> dict:
-    result = run("evaluate", *args, input=input)
+    result = run("evaluate", "--answered-on", ANSWERED_ON, *args, input=input)
     assert result.exit_code == 0, result.output
     assert result.stderr == ""
     return json.loads(result.stdout)
@@ -166,8 +170,8 @@ def test_evaluate_defer_example(run):
     iso = flags["isotretinoin", "defer"]
     assert FLAG_KEYS <= set(iso)
     assert iso["lifts_on"] == "2027-03-01"
-    assert iso["because"] == {"isotretinoin_last_12m": "yes", "isotretinoin_current": "no",
-                              "isotretinoin_last_dose_date": "2026-08-31"}
+    # Only the answers that made it fire (spec v2, 0.8): not "taking it now? no".
+    assert iso["because"] == {"isotretinoin_last_12m": "yes", "isotretinoin_last_dose_date": "2026-08-31"}
     assert iso["reason"] and iso["action"]
     assert flags["herpes_simplex_history", "review"]["lifts_on"] is None
 
@@ -195,19 +199,31 @@ def test_evaluate_variant_unknown_example_checks_every_variant(run):
     assert flags["nsaid_elective_prp", "defer"]["lifts_on"] == "2026-12-05"
 
 
-@pytest.mark.parametrize("name", ["clear", "defer", "do_not_treat", "variant_unknown"])
+def test_evaluate_vague_answers_example_is_never_clear(run):
+    out = _evaluate_ok(run, str(EXAMPLES / "vague_answers.json"))
+    flags = {f["id"]: f for f in out["flags"]}
+    # Eyelid surgery in September, "somewhere else": facial by nature, RF on the face: 12 months from 30 Sep.
+    assert out["outcome"] == "DEFER" and out["earliest_date"] == "2027-09-30"
+    assert flags["recent_surgery_or_thread_lift_in_area"]["lifts_on"] == "2027-09-30"
+    assert flags["metal_allergy"]["because"] == {"metal_allergy_which": ["other"]}  # "another metal"
+    wound = flags["open_wound_in_area"]  # "somewhere else": not ruled out, so the practitioner asks
+    assert wound["possible"] is True and wound["severity"] == "review"
+    assert wound["because"]["open_wound_location"] == ["elsewhere"]
+
+
+@pytest.mark.parametrize("name", ["clear", "defer", "do_not_treat", "variant_unknown", "vague_answers"])
 def test_evaluate_from_stdin_matches_the_file(run, name):
     path = EXAMPLES / f"{name}.json"
     assert _evaluate_ok(run, "-", input=path.read_text(encoding="utf-8")) == _evaluate_ok(run, str(path))
 
 
 def test_evaluate_output_is_pretty_json(run):
-    result = run("evaluate", str(EXAMPLES / "defer.json"))
-    assert result.stdout.startswith('{\n  "outcome": "DEFER",\n')
+    result = run("evaluate", "--answered-on", ANSWERED_ON, str(EXAMPLES / "defer.json"))
+    assert result.stdout.startswith('{\n  "outcome": "DEFER",\n  "by_variant": {\n    "standard": "DEFER"\n  },\n')
 
 
-def _evaluate_error(run, text: str) -> list[str]:
-    result = run("evaluate", "-", input=text)
+def _evaluate_error(run, text: str, answered_on: str = ANSWERED_ON) -> list[str]:
+    result = run("evaluate", "--answered-on", answered_on, "-", input=text)
     assert result.exit_code == 2, result.output
     assert result.stdout == ""  # no result is printed for answers that cannot be evaluated
     return result.stderr.splitlines()
@@ -278,6 +294,47 @@ def test_evaluate_reports_problems_and_missing_answers_together(run):
         "  'breastfeeding' 'unsure' is not one of: yes, no",
         "  missing required answers: dob",
     ]
+
+
+def test_evaluate_takes_the_day_the_answers_were_given(run):
+    out = _evaluate_ok(run, str(EXAMPLES / "clear.json"))  # given 2026-11-29, appointment 2026-12-01
+    assert out["answered_on"] == ANSWERED_ON and out["out_of_date"] is False
+    confirm = {c["question"]: c for c in out["to_confirm_on_the_day"]}
+    assert confirm["pregnant"] == {"question": "pregnant", "wording": qd.BY_ID["pregnant"].label, "answer": "no"}
+    assert "keloid_history" not in confirm
+    on_the_day = run("evaluate", "--answered-on", "2026-12-01", str(EXAMPLES / "clear.json"))
+    assert json.loads(on_the_day.stdout)["to_confirm_on_the_day"] == []
+    early = run("evaluate", "--answered-on", "2026-11-02", str(EXAMPLES / "clear.json"))
+    assert json.loads(early.stdout)["out_of_date"] is True  # 29 days before
+
+
+def test_evaluate_answered_on_defaults_to_today(run):
+    soon = (dt.date.today() + dt.timedelta(days=3)).isoformat()
+    result = run("evaluate", "-", input=json.dumps(clear_answers(appointment_date=soon)))
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["answered_on"] == dt.date.today().isoformat()
+
+
+def test_evaluate_refuses_a_bad_answered_on(run):
+    result = run("evaluate", "--answered-on", "29/11/2026", str(EXAMPLES / "clear.json"))
+    assert result.exit_code == 2 and "answered-on" in result.stderr
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(isotretinoin_last_12m="yes", isotretinoin_current="yes", isotretinoin_planned_end_date="2026-11-01"),
+     "  'isotretinoin_planned_end_date' 2026-11-01 is in the past (answers given on 2026-11-29), "
+     "but the course is still being taken"),
+    (dict(injectables_12m="yes", injectables=[{"type": "ha_filler", "date": "2026-12-05", "location": ["nose"]}]),
+     "  'injectables' item 1 date 2026-12-05 is after the appointment (2026-12-01): a past event cannot be"),
+    (dict(dob="1990-03-27", surgery_2y="yes",
+          surgery=[{"type": "excision", "date": "1989-01-01", "location": ["back"]}]),
+     "  'surgery' item 1 date 1989-01-01 is before the date of birth (1990-03-27)"),
+    (dict(appointment_date="2026-11-28"),
+     "  'appointment_date' 2026-11-28 is before the day the answers were given (2026-11-29)"),
+])
+def test_evaluate_refuses_implausible_answers_naming_them(run, changes, message):
+    err = _evaluate_error(run, json.dumps(clear_answers(**changes)))
+    assert err == ["error: the answers cannot be evaluated:", message]
 
 
 def test_evaluate_missing_file_is_a_usage_error(run, tmp_path):
