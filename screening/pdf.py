@@ -142,8 +142,8 @@ def report_context(submission, clinic: dict, review: dict | None = None) -> dict
         "rules_digest": submission.rules_digest,
         "dictionary_version": submission.dictionary_version,
         "is_kiosk": submission.is_kiosk,
-        "by_variant": [{"variant": VARIANT_SHORT[v], "outcome": o, "outcome_text": OUTCOME_TEXT[o]}
-                       for v, o in by_variant.items()] if len(by_variant) > 1 else [],
+        "by_variant": [{"variant": VARIANT_SHORT[v], "outcome": by_variant[v], "outcome_text": OUTCOME_TEXT[by_variant[v]]}
+                       for v in qd.VARIANTS if v in by_variant] if len(by_variant) > 1 else [],
         "answered_on": format_date(answered_on) if answered_on else "",
         "to_confirm": to_confirm,
         "out_of_date": bool(result.get("out_of_date")),

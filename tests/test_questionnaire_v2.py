@@ -1,0 +1,126 @@
+"""Clinical specification v2 through the web: the form refuses implausible dates beside the field, accepts
+"I don't know" and the new places, stores the day of answering, and the staff record and PDF show each
+variant's outcome and what to confirm on the day."""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import io
+import re
+
+import pytest
+from pypdf import PdfReader
+from sqlalchemy import select
+
+from screening import questions as qd
+from screening import services
+from screening.extensions import db
+from screening.models import Submission
+from tests.answers import clear_answers
+from tests.staff import add_user, sign_in
+from tests.web import complete, page_data, post_page, start
+
+TODAY = dt.date.today()
+SOON = (TODAY + dt.timedelta(days=10)).isoformat()
+RECENT = (TODAY - dt.timedelta(days=40)).isoformat()
+
+
+def answer_until(client, answers: dict, page_id: str) -> None:
+    """Answer every page before ``page_id``."""
+    for page in qd.PAGES:
+        if page.id == page_id:
+            return
+        assert post_page(client, page.id, page_data(page, answers)).status_code == 302, page.id
+
+
+def error_beside(page_html: str, field_id: str) -> str:
+    match = re.search(rf'<p class="error-message" id="{re.escape(field_id)}-error">(.*?)</p>', page_html, re.S)
+    assert match, f"no error beside {field_id}"
+    return html.unescape(re.sub(r"<[^>]+>", "", match.group(1))).strip()
+
+
+@pytest.mark.parametrize("changes, page_id, field_id, words", [
+    pytest.param(dict(isotretinoin_last_12m="yes", isotretinoin_current="no", isotretinoin_last_dose_date="1989-05"),
+                 "isotretinoin", "isotretinoin_last_dose_date", "before your date of birth (27 March 1990)",
+                 id="last-dose-before-birth"),
+    pytest.param(dict(injectables_12m="yes", injectables=[{"type": "ha_filler", "date": "1990-03-26",
+                                                           "location": ["nose"]}]),
+                 "injections", "injectables-0-date", "before your date of birth", id="injection-before-birth"),
+    pytest.param(dict(isotretinoin_last_12m="yes", isotretinoin_current="yes",
+                      isotretinoin_planned_end_date=(TODAY - dt.timedelta(days=3)).isoformat()),
+                 "isotretinoin", "isotretinoin_planned_end_date", "still taking cannot be in the past",
+                 id="planned-end-past"),
+    pytest.param(dict(systemic_steroid_last_14d="yes", systemic_steroid_current="yes",
+                      systemic_steroid_planned_end_date=(TODAY - dt.timedelta(days=1)).isoformat()),
+                 "other-medicines", "systemic_steroid_planned_end_date", "still taking cannot be in the past",
+                 id="steroid-planned-end-past"),
+])
+def test_the_form_refuses_implausible_dates_beside_the_field(app, changes, page_id, field_id, words):
+    client = app.test_client()
+    start(client)
+    answers = clear_answers(appointment_date=SOON, **changes)
+    answer_until(client, answers, page_id)
+    page = qd.PAGE_BY_ID[page_id]
+    response = post_page(client, page_id, page_data(page, answers))
+    assert response.status_code == 400
+    assert words in error_beside(response.text, field_id)
+    assert response.text.count(words) == 2  # in the error summary too
+    assert "<title>Error: " in response.text
+
+
+def test_dont_know_dates_new_places_and_facial_surgery_through_the_web(app):
+    answers = clear_answers(
+        appointment_date=SOON, treatment_variant="rf",
+        isotretinoin_last_12m="yes", isotretinoin_current="yes", isotretinoin_planned_end_date="unknown",
+        open_wound="yes", open_wound_location=["eyelids"],
+        surgery_2y="yes", surgery=[{"type": "blepharoplasty", "date": RECENT[:7], "location": ["elsewhere"]}],
+        thread_lift_2y="yes", thread_lift=[{"type": "facial_thread_lift", "date": "unknown", "location": ["neck"]}],
+        metal_allergy="yes", metal_allergy_which=["other"],
+    )
+    client = app.test_client()
+    reference = complete(client, answers)
+    with app.app_context():
+        stored = db.session.scalar(select(Submission).where(Submission.reference == reference))
+        assert stored.answered_on == dt.datetime.now(dt.timezone.utc).date()
+        flags = {f["id"]: f for f in stored.result["flags"]}
+        assert stored.result["outcome"] == "DEFER" and stored.result["open_ended"] is True
+        assert flags["isotretinoin"]["open_ended"] is True
+        assert flags["open_wound_in_area"]["severity"] == "defer"  # eyelids overlap the face
+        assert flags["recent_surgery_or_thread_lift_in_area"]["open_ended"] is True  # the thread lift's date
+        assert flags["metal_allergy"]["severity"] == "review"
+        assert stored.result["answered_on"] == stored.answered_on.isoformat()
+        assert {c["question"] for c in stored.result["to_confirm_on_the_day"]} >= {"pregnant", "open_wound"}
+
+
+def test_the_staff_record_and_pdf_show_each_variant_and_what_to_confirm(app):
+    answers = clear_answers(appointment_date=SOON, treatment_variant="unknown", permanent_filler="yes",
+                            permanent_filler_location=["cheeks"], cold_sore_now="no")
+    reference = complete(app.test_client(), answers)
+    add_user(app, "pat@clinic.test", ["practitioner"])
+    client = app.test_client()
+    sign_in(client, "pat@clinic.test")
+    page = html.unescape(re.sub(r"\s+", " ", client.get(f"/staff/submissions/{reference}").text))
+    assert "By treatment:" in page
+    assert re.search(r"Standard: <strong>PRACTITIONER REVIEW</strong>.*RF: <strong>DO NOT TREAT</strong>.*"
+                     r"PRP: <strong>PRACTITIONER REVIEW</strong>", page)
+    assert "To confirm on the day" in page and "Not yet confirmed on the day" in page
+    assert qd.BY_ID["cold_sore_now"].label in page
+    assert "Out of date" not in page  # 10 days before the appointment
+    with app.app_context():
+        stored = db.session.scalar(select(Submission).where(Submission.reference == reference))
+        pdf = services.ensure_pdf(db.session, stored, {"name": "Test Clinic", "accent": "#1d5f8a", "logo": None})
+    words = " ".join(" ".join((p.extract_text() or "").split()) for p in PdfReader(io.BytesIO(pdf)).pages)
+    assert "By treatment: Standard: PRACTITIONER REVIEW; RF: DO NOT TREAT; PRP: PRACTITIONER REVIEW" in words
+    assert "To confirm on the day" in words and qd.BY_ID["cold_sore_now"].label in words
+
+
+def test_an_out_of_date_screening_says_so(app):
+    later = (TODAY + dt.timedelta(days=29)).isoformat()
+    reference = complete(app.test_client(), clear_answers(appointment_date=later))
+    add_user(app, "pat@clinic.test", ["practitioner"])
+    client = app.test_client()
+    sign_in(client, "pat@clinic.test")
+    page = client.get(f"/staff/submissions/{reference}").text
+    assert "Out of date" in page and "Ask the whole questionnaire again" in page
+    assert "By treatment:" not in page  # the variant was known
