@@ -1422,7 +1422,7 @@ def _hit(rule: Rule, ctx: _Ctx, variant: str, index, item, v=False) -> _Hit | No
             wording = o if (o.reason or o.action) else None
             break
     lift, open_ended, qid = None, False, None
-    if rule.severity == "defer" or sev == "defer":
+    if sev == "defer":
         if rule.window_open_ended:
             open_ended = True
         else:

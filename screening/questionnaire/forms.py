@@ -333,7 +333,7 @@ def implausible_errors(form: FlaskForm, page: qd.Page, answers: dict, today: dt.
                        group_entries: dict[str, list] | None = None) -> dict[str, str]:
     """Return messages, by field id, for this page's dates that cannot be true beside the other answers
     (an event before the date of birth or after the appointment): the engine's own check."""
-    on_page = {q.id for q in qd.page_questions(page)}
+    on_page = {q.id for q in qd.page_questions(page)} & set(asked_ids(answers))  # a follow-up not asked is moot
     out: dict[str, str] = {}
     for qid, index, kind, _value in implausible_dates(answers, today):
         if qid not in on_page or kind in ("appointment_past", "after_answered", "planned_end_past"):
