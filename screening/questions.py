@@ -85,6 +85,9 @@ class Question:
     lookback: tuple[int, str] | None = None
     # Identity and free text are not safety answers; everything else is.
     is_safety: bool = True
+    # What the question is about, short, for error messages (see ``messages``): a yes/no question's
+    # "yes" case ("you are pregnant or could be"), or what to select or enter ("your date of birth").
+    subject: str = ""
 
     def choice_codes(self) -> tuple[str, ...]:
         """Return the stable codes of this question's choices."""
@@ -243,7 +246,7 @@ def _location(id, section, parent, label, **kw) -> Question:
     )
 
 
-def _details(id, section, parent, label, value="yes") -> Question:
+def _details(id, section, parent, label, value="yes", subject="") -> Question:
     return Question(
         id=id,
         type=TEXT,
@@ -252,6 +255,7 @@ def _details(id, section, parent, label, value="yes") -> Question:
         required=False,
         asked_when=_when(parent, value),
         is_safety=False,
+        subject=subject,
     )
 
 
@@ -282,7 +286,8 @@ _TOPICAL_USED = {
 
 _QUESTIONS: list[Question] = [
     # About you ---------------------------------------------------------------
-    Question("full_name", TEXT, N_("Full name"), "about_you", text_kind="name", is_safety=False),
+    Question("full_name", TEXT, N_("Full name"), "about_you", text_kind="name", is_safety=False,
+             subject=N_("your full name")),
     Question(
         "dob",
         DATE,
@@ -291,6 +296,7 @@ _QUESTIONS: list[Question] = [
         hint=N_("For example, 27 3 1990"),
         why=N_("We ask because treatment is only for adults."),
         exact=True,
+        subject=N_("your date of birth"),
     ),
     Question(
         "email",
@@ -300,6 +306,7 @@ _QUESTIONS: list[Question] = [
         text_kind="email",
         why=N_("The clinic uses it only about this appointment."),
         is_safety=False,
+        subject=N_("your email address"),
     ),
     Question(
         "phone",
@@ -309,10 +316,12 @@ _QUESTIONS: list[Question] = [
         text_kind="tel",
         why=N_("So the clinic can call you if an answer needs checking."),
         is_safety=False,
+        subject=N_("your phone number"),
     ),
     # Appointment -------------------------------------------------------------
     Question("appointment_date", DATE, N_("Date of your appointment"), "appointment",
-             hint=N_("For example, 15 1 2027"), dates="future", exact=True),
+             hint=N_("For example, 15 1 2027"), dates="future", exact=True,
+             subject=N_("the date of your appointment")),
     Question(
         "treatment_variant",
         SINGLE,
@@ -325,6 +334,7 @@ _QUESTIONS: list[Question] = [
             Choice(VARIANT_UNKNOWN, N_("I don't know"), vague=True),
         ),
         why=N_("Some answers matter only for one kind of treatment."),
+        subject=N_("which treatment you have booked, or ‘I don't know’"),
     ),
     Question(
         "treatment_areas",
@@ -333,6 +343,7 @@ _QUESTIONS: list[Question] = [
         "appointment",
         hint=N_("Choose every area that applies."),
         choices=TREATMENT_AREA_CHOICES,
+        subject=N_("the areas that will be treated"),
     ),
     # Pregnancy ---------------------------------------------------------------
     _ynu(
@@ -341,6 +352,7 @@ _QUESTIONS: list[Question] = [
         N_("Are you pregnant, or could you be pregnant?"),
         why=N_("We ask because treatment and numbing cream are not used in pregnancy."),
         about_now=True,
+        subject=N_("you are pregnant or could be"),
     ),
     _ynu(
         "breastfeeding",
@@ -349,6 +361,7 @@ _QUESTIONS: list[Question] = [
         why=N_("We ask because some numbing creams are avoided while breastfeeding."),
         choices=YN,
         about_now=True,
+        subject=N_("you are breastfeeding or expressing milk"),
     ),
     # Medicines ---------------------------------------------------------------
     _ynu(
@@ -360,6 +373,7 @@ _QUESTIONS: list[Question] = [
         ),
         why=N_("We ask because isotretinoin slows skin healing for months after the last dose."),
         lookback=(12, "months"),
+        subject=N_("you have taken isotretinoin tablets in the last 12 months"),
     ),
     _ynu(
         "isotretinoin_current",
@@ -367,12 +381,14 @@ _QUESTIONS: list[Question] = [
         N_("Are you taking isotretinoin now?"),
         asked_when=_yes("isotretinoin_last_12m"),
         about_now=True,
+        subject=N_("you are taking isotretinoin now"),
     ),
     _event_date(
         "isotretinoin_last_dose_date",
         "medicines",
         N_("When did you take your last isotretinoin tablet?"),
         _when("isotretinoin_current", "no"),
+        subject=N_("the date of your last isotretinoin tablet"),
     ),
     _event_date(
         "isotretinoin_planned_end_date",
@@ -381,6 +397,7 @@ _QUESTIONS: list[Question] = [
         _yes("isotretinoin_current"),
         hint=N_("Your prescriber may have told you. If you do not know, say so."),
         dates="future",
+        subject=N_("the date of the last tablet of this course"),
     ),
     Question(
         "topical_actives",
@@ -400,6 +417,7 @@ _QUESTIONS: list[Question] = [
             Choice("benzoyl_peroxide", N_("Benzoyl peroxide (for example Acnecide, PanOxyl)")),
             Choice(NONE, N_("None of these")),
         ),
+        subject=N_("the products you have used in the last 7 days"),
     ),
     Question(
         "topical_actives_location",
@@ -409,6 +427,7 @@ _QUESTIONS: list[Question] = [
         hint=N_("Choose every place that applies."),
         choices=LOCATION_CHOICES,
         asked_when=_TOPICAL_USED,
+        subject=N_("where on your body you used them"),
     ),
     Question(
         "topical_actives_still_using",
@@ -417,6 +436,7 @@ _QUESTIONS: list[Question] = [
         "medicines",
         choices=YN,
         asked_when=_TOPICAL_USED,
+        subject=N_("you are still using them"),
     ),
     _event_date(
         "topical_actives_last_date",
@@ -424,6 +444,7 @@ _QUESTIONS: list[Question] = [
         N_("When did you last use them?"),
         _when("topical_actives_still_using", "no"),
         hint=N_("For example, 20 11 2026. If you do not know, say so."),
+        subject=N_("the date you last used them"),
     ),
     _ynu(
         "anticoagulants",
@@ -434,6 +455,7 @@ _QUESTIONS: list[Question] = [
         ),
         why=N_("We ask because these make bruising and bleeding more likely. Do not stop them."),
         about_now=True,
+        subject=N_("you take a blood thinner"),
     ),
     Question(
         "anticoagulants_which",
@@ -452,6 +474,7 @@ _QUESTIONS: list[Question] = [
             Choice("other", N_("Another one"), vague=True),
         ),
         is_safety=False,
+        subject=N_("which blood thinner you take"),
     ),
     _ynu(
         "antiplatelets",
@@ -462,6 +485,7 @@ _QUESTIONS: list[Question] = [
         ),
         why=N_("We ask because these make bruising and bleeding more likely. Do not stop them."),
         about_now=True,
+        subject=N_("you take a medicine to stop blood clots"),
     ),
     Question(
         "antiplatelets_which",
@@ -479,6 +503,7 @@ _QUESTIONS: list[Question] = [
             Choice("other", N_("Another one"), vague=True),
         ),
         is_safety=False,
+        subject=N_("which medicine you take"),
     ),
     _ynu(
         "nsaid_last_7d",
@@ -490,6 +515,7 @@ _QUESTIONS: list[Question] = [
         hint=N_("Do not count low-dose aspirin prescribed for your heart."),
         why=N_("We ask because these painkillers can affect the blood used for PRP."),
         lookback=(7, "days"),
+        subject=N_("you have taken an anti-inflammatory painkiller in the last 7 days"),
     ),
     _ynu(
         "nsaid_still_taking",
@@ -497,6 +523,7 @@ _QUESTIONS: list[Question] = [
         N_("Are you still taking it?"),
         asked_when=_yes("nsaid_last_7d"),
         choices=YN,
+        subject=N_("you are still taking it"),
     ),
     _event_date(
         "nsaid_last_dose_date",
@@ -504,6 +531,7 @@ _QUESTIONS: list[Question] = [
         N_("When did you take the last dose?"),
         _when("nsaid_still_taking", "no"),
         hint=N_("For example, 20 11 2026. If you do not know, say so."),
+        subject=N_("the date of your last painkiller dose"),
     ),
     _ynu(
         "systemic_steroid_last_14d",
@@ -515,12 +543,14 @@ _QUESTIONS: list[Question] = [
         hint=N_("Do not count steroid creams, inhalers or nose sprays."),
         why=N_("We ask because steroids can affect healing and the blood used for PRP."),
         lookback=(14, "days"),
+        subject=N_("you have taken steroid tablets, or had a steroid injection or drip, in the last 14 days"),
     ),
     _ynu(
         "systemic_steroid_current",
         "medicines",
         N_("Are you still taking them?"),
         asked_when=_yes("systemic_steroid_last_14d"),
+        subject=N_("you are still taking them"),
     ),
     _event_date(
         "systemic_steroid_last_dose_date",
@@ -528,6 +558,7 @@ _QUESTIONS: list[Question] = [
         N_("When did you take the last dose?"),
         _when("systemic_steroid_current", "no"),
         hint=N_("For example, 20 11 2026. If you do not know, say so."),
+        subject=N_("the date of your last steroid dose"),
     ),
     _event_date(
         "systemic_steroid_planned_end_date",
@@ -537,6 +568,7 @@ _QUESTIONS: list[Question] = [
         hint=N_("Your prescriber may have told you. If you take them long term with no end date, "
                 "or do not know, say so."),
         dates="future",
+        subject=N_("the date of the last steroid dose of this course"),
     ),
     _ynu(
         "immunosuppressive_meds",
@@ -548,8 +580,10 @@ _QUESTIONS: list[Question] = [
         ),
         why=N_("We ask because these raise the risk of infection after treatment."),
         about_now=True,
+        subject=N_("you take a medicine that weakens the immune system"),
     ),
-    _details("immunosuppressive_meds_details", "medicines", "immunosuppressive_meds", N_("Which medicine?")),
+    _details("immunosuppressive_meds_details", "medicines", "immunosuppressive_meds", N_("Which medicine?"),
+             subject=N_("which medicine")),
     # Blood and infection -------------------------------------------------------
     _ynu(
         "bleeding_disorder",
@@ -559,24 +593,30 @@ _QUESTIONS: list[Question] = [
             "a low platelet count (ITP) or a clotting problem from liver disease?"
         ),
         why=N_("We ask because microneedling causes small amounts of bleeding."),
+        subject=N_("you have a bleeding or clotting disorder"),
     ),
-    _details("bleeding_disorder_details", "blood_and_infection", "bleeding_disorder", N_("Which disorder?")),
+    _details("bleeding_disorder_details", "blood_and_infection", "bleeding_disorder", N_("Which disorder?"),
+             subject=N_("which disorder")),
     _ynu(
         "fainting_with_blood_tests",
         "blood_and_infection",
         N_("Do you faint or feel faint at blood tests or needles?"),
         why=N_("We ask because PRP treatment needs a blood sample."),
+        subject=N_("you faint or feel faint at blood tests or needles"),
     ),
     _ynu(
         "anaemia",
         "blood_and_infection",
         N_("Have you been told you have anaemia (low iron or low blood count), or are you being treated for it?"),
+        subject=N_("you have been told you have anaemia"),
     ),
-    _ynu("low_blood_pressure", "blood_and_infection", N_("Do you have very low blood pressure?")),
+    _ynu("low_blood_pressure", "blood_and_infection", N_("Do you have very low blood pressure?"),
+         subject=N_("you have very low blood pressure")),
     _ynu(
         "difficult_venous_access",
         "blood_and_infection",
         N_("Have nurses often found it very hard to take blood from you?"),
+        subject=N_("nurses often find it very hard to take blood from you"),
     ),
     _ynu(
         "blood_borne_virus",
@@ -585,12 +625,14 @@ _QUESTIONS: list[Question] = [
         why=N_(
             "We ask so the practitioner can plan your care. It is not on its own a reason to refuse treatment."
         ),
+        subject=N_("you are living with HIV, hepatitis B or hepatitis C"),
     ),
     _details(
         "blood_borne_virus_details",
         "blood_and_infection",
         "blood_borne_virus",
         N_("Anything the practitioner should know (for example, is your viral load undetectable)?"),
+        subject=N_("anything the practitioner should know"),
     ),
     _ynu(
         "immunosuppressive_condition",
@@ -599,6 +641,7 @@ _QUESTIONS: list[Question] = [
             "Do you have a condition that weakens your immune system, such as an organ transplant, "
             "an immune deficiency, or HIV that is not controlled?"
         ),
+        subject=N_("you have a condition that weakens your immune system"),
     ),
     # Cancer ------------------------------------------------------------------
     _ynu(
@@ -612,6 +655,7 @@ _QUESTIONS: list[Question] = [
                 "we ask about skin cancers later."),
         why=N_("We ask because cancer treatment affects healing and infection risk."),
         about_now=True,
+        subject=N_("you are having cancer treatment now, or are due to start it in the next 4 weeks"),
     ),
     _ynu(
         "cancer_active_untreated",
@@ -619,32 +663,39 @@ _QUESTIONS: list[Question] = [
         N_("Do you have a cancer that is active or not yet treated?"),
         hint=N_("Do not count a basal cell or squamous cell skin cancer that has not spread, wherever it is: "
                 "we ask about skin cancers later."),
+                subject=N_("you have a cancer that is active or not yet treated"),
     ),
     _ynu(
         "cancer_treatment_last_12m",
         "cancer",
         N_("In the last 12 months, did you finish chemotherapy, radiotherapy, immunotherapy or targeted cancer treatment?"),
         lookback=(12, "months"),
+        subject=N_("you finished cancer treatment in the last 12 months"),
     ),
     _event_date(
         "cancer_treatment_end_date",
         "cancer",
         N_("When did that treatment finish?"),
         _yes("cancer_treatment_last_12m"),
+        subject=N_("the date your cancer treatment finished"),
     ),
     _ynu(
         "cancer_history",
         "cancer",
         N_("Have you ever had cancer, including a blood cancer such as leukaemia, lymphoma or myeloma?"),
         hint=N_("Do not count a fully treated basal cell or squamous cell skin cancer."),
+        subject=N_("you have ever had cancer"),
     ),
-    _details("cancer_history_details", "cancer", "cancer_history", N_("What type, and in which year?")),
-    _ynu("radiotherapy_ever", "cancer", N_("Have you ever had radiotherapy?")),
+    _details("cancer_history_details", "cancer", "cancer_history", N_("What type, and in which year?"),
+             subject=N_("the type of cancer and the year")),
+    _ynu("radiotherapy_ever", "cancer", N_("Have you ever had radiotherapy?"),
+         subject=N_("you have ever had radiotherapy")),
     _location(
         "radiotherapy_sites",
         "cancer",
         "radiotherapy_ever",
         N_("Where on your body was the radiotherapy given?"),
+        subject=N_("where the radiotherapy was given"),
     ),
     # Long-term conditions ------------------------------------------------------
     _ynu(
@@ -652,6 +703,7 @@ _QUESTIONS: list[Question] = [
         "conditions",
         N_("Do you have diabetes (any type)?"),
         why=N_("We ask because diabetes can slow healing and raise the risk of infection."),
+        subject=N_("you have diabetes"),
     ),
     Question(
         "diabetes_control",
@@ -664,6 +716,7 @@ _QUESTIONS: list[Question] = [
             Choice("poorly_controlled", N_("It is poorly controlled")),
             Choice("not_sure", N_("I'm not sure"), vague=True),
         ),
+        subject=N_("what your doctor or nurse has said about your diabetes control"),
     ),
     _ynu(
         "non_healing_wound",
@@ -671,18 +724,21 @@ _QUESTIONS: list[Question] = [
         N_("Do you have a wound or ulcer that is not healing?"),
         asked_when=_yes("diabetes"),
         about_now=True,
+        subject=N_("you have a wound or ulcer that is not healing"),
     ),
     _ynu(
         "diabetes_admission_6m",
         "conditions",
         N_("In the last 6 months, have you been admitted to hospital because your sugar was too high or too low?"),
         asked_when=_yes("diabetes"),
+        subject=N_("you have been admitted to hospital for high or low sugar in the last 6 months"),
     ),
     _ynu(
         "scleroderma_or_morphoea",
         "conditions",
         N_("Do you have scleroderma (systemic sclerosis) or morphoea?"),
         why=N_("We ask because these conditions make skin scar and harden."),
+        subject=N_("you have scleroderma or morphoea"),
     ),
     _ynu(
         "autoimmune_ctd",
@@ -691,42 +747,52 @@ _QUESTIONS: list[Question] = [
             "Do you have lupus, dermatomyositis, rheumatoid arthritis, Sjögren's syndrome, "
             "or another connective tissue disease?"
         ),
+        subject=N_("you have lupus, rheumatoid arthritis or another connective tissue disease"),
     ),
-    _details("autoimmune_ctd_details", "conditions", "autoimmune_ctd", N_("Which condition, and what treatment?")),
+    _details("autoimmune_ctd_details", "conditions", "autoimmune_ctd", N_("Which condition, and what treatment?"),
+             subject=N_("the condition and its treatment")),
     # Skin history --------------------------------------------------------------
     _ynu("psoriasis", "skin_history", N_("Have you ever had psoriasis?"),
-         why=N_("We ask because some skin conditions can appear where the skin is injured.")),
-    _ynu("lichen_planus", "skin_history", N_("Have you ever had lichen planus?")),
-    _ynu("vitiligo", "skin_history", N_("Have you ever had vitiligo (white patches)?")),
+         why=N_("We ask because some skin conditions can appear where the skin is injured."),
+         subject=N_("you have ever had psoriasis")),
+    _ynu("lichen_planus", "skin_history", N_("Have you ever had lichen planus?"),
+         subject=N_("you have ever had lichen planus")),
+    _ynu("vitiligo", "skin_history", N_("Have you ever had vitiligo (white patches)?"),
+         subject=N_("you have ever had vitiligo")),
     _ynu(
         "vitiligo_active_12m",
         "skin_history",
         N_("In the last 12 months, has a white patch appeared, grown, or appeared where your skin was hurt?"),
         asked_when=_yes("vitiligo"),
         lookback=(12, "months"),
+        subject=N_("a white patch has appeared or grown in the last 12 months"),
     ),
     _event_date(
         "vitiligo_last_activity_date",
         "skin_history",
         N_("When did that last happen?"),
         _yes("vitiligo_active_12m"),
+        subject=N_("the date a white patch last appeared or grew"),
     ),
     _ynu(
         "keloid_history",
         "skin_history",
         N_("Have you ever had a keloid scar (a raised scar that grows bigger than the original wound)?"),
         why=N_("We ask because needling can cause keloid scars."),
+        subject=N_("you have ever had a keloid scar"),
     ),
     _ynu(
         "hypertrophic_scar_history",
         "skin_history",
         N_("Do your scars tend to be raised and thick?"),
+        subject=N_("your scars tend to be raised and thick"),
     ),
     _ynu(
         "poor_wound_healing",
         "skin_history",
         N_("Do cuts and wounds heal slowly or badly for you, or do you have an ulcer that is slow to heal "
            "(for example a diabetic foot ulcer)?"),
+           subject=N_("cuts and wounds heal slowly or badly for you"),
     ),
     Question(
         "fitzpatrick",
@@ -743,18 +809,22 @@ _QUESTIONS: list[Question] = [
             Choice("type_6", N_("Never burns")),
             Choice("not_sure", N_("I'm not sure"), vague=True),
         ),
+        subject=N_("what happens to your skin in strong sun"),
     ),
     _ynu(
         "pih_history",
         "skin_history",
         N_("Have you had dark marks that stayed after a spot, rash, burn or treatment?"),
+        subject=N_("you have had dark marks that stayed after a spot, rash, burn or treatment"),
     ),
-    _ynu("melasma", "skin_history", N_("Do you have melasma (patches of darker skin, often on the cheeks or lip)?")),
+    _ynu("melasma", "skin_history", N_("Do you have melasma (patches of darker skin, often on the cheeks or lip)?"),
+         subject=N_("you have melasma")),
     _ynu(
         "cold_sore_history",
         "skin_history",
         N_("Have you ever had cold sores (herpes) on your face or lips?"),
         why=N_("We ask because treatment can bring on a cold sore; a tablet beforehand prevents it."),
+        subject=N_("you have ever had cold sores"),
     ),
     Question(
         "cold_sore_frequency",
@@ -769,6 +839,7 @@ _QUESTIONS: list[Question] = [
             Choice("rarely", N_("Once a year or less")),
         ),
         is_safety=False,
+        subject=N_("how often you get cold sores"),
     ),
     # Skin today ------------------------------------------------------------------
     _ynu(
@@ -776,6 +847,7 @@ _QUESTIONS: list[Question] = [
         "skin_today",
         N_("Do you have a fever, flu, COVID or another illness at the moment?"),
         about_now=True,
+        subject=N_("you have a fever or an illness at the moment"),
     ),
     _ynu(
         "systemic_infection_treatment",
@@ -784,12 +856,14 @@ _QUESTIONS: list[Question] = [
         hint=N_("Do not count long-term HIV medicines, hepatitis treatment, or antiviral tablets you take to "
                 "prevent cold sores."),
         about_now=True,
+        subject=N_("you are taking antibiotic or antiviral tablets for an infection you have now"),
     ),
     _ynu(
         "cold_sore_now",
         "skin_today",
         N_("Do you have a cold sore now, or the tingling that comes before one?"),
         about_now=True,
+        subject=N_("you have a cold sore, or its tingling, now"),
     ),
     _ynu(
         "skin_infection_now",
@@ -799,37 +873,50 @@ _QUESTIONS: list[Question] = [
             "cellulitis, ringworm, warts, molluscum or shingles?"
         ),
         about_now=True,
+        subject=N_("you have a skin infection now"),
     ),
-    _location("skin_infection_location", "skin_today", "skin_infection_now", N_("Where is the infection?")),
+    _location("skin_infection_location", "skin_today", "skin_infection_now", N_("Where is the infection?"),
+              subject=N_("where the infection is")),
     _ynu("open_wound", "skin_today", N_("Do you have an open wound, cut, graze, sore or a skin area that has not healed?"),
-         about_now=True),
-    _location("open_wound_location", "skin_today", "open_wound", N_("Where is it?")),
+         about_now=True,
+         subject=N_("you have an open wound, cut, graze or sore")),
+    _location("open_wound_location", "skin_today", "open_wound", N_("Where is it?"),
+              subject=N_("where the wound is")),
     _ynu(
         "rash_or_eczema_now",
         "skin_today",
         N_("Do you have eczema, dermatitis, a psoriasis patch, or a rash at the moment?"),
         about_now=True,
+        subject=N_("you have eczema, dermatitis, a psoriasis patch or a rash at the moment"),
     ),
-    _location("rash_or_eczema_location", "skin_today", "rash_or_eczema_now", N_("Where is it?")),
+    _location("rash_or_eczema_location", "skin_today", "rash_or_eczema_now", N_("Where is it?"),
+              subject=N_("where the rash is")),
     _ynu("acne_active", "skin_today", N_("Do you have red, sore or pus-filled spots (acne) at the moment?"),
-         about_now=True),
-    _location("acne_active_location", "skin_today", "acne_active", N_("Where are the spots?")),
+         about_now=True,
+         subject=N_("you have red, sore or pus-filled spots at the moment")),
+    _location("acne_active_location", "skin_today", "acne_active", N_("Where are the spots?"),
+              subject=N_("where the spots are")),
     _ynu("rosacea_active", "skin_today", N_("Do you have a flare of rosacea with spots at the moment?"),
-         about_now=True),
-    _location("rosacea_active_location", "skin_today", "rosacea_active", N_("Where is the flare?")),
+         about_now=True,
+         subject=N_("you have a flare of rosacea at the moment")),
+    _location("rosacea_active_location", "skin_today", "rosacea_active", N_("Where is the flare?"),
+              subject=N_("where the flare is")),
     _ynu(
         "skin_cancer_or_lesion",
         "skin_today",
         N_("Do you have a skin cancer, or a new, changing or bleeding mole or spot that a doctor has not checked?"),
         why=N_("We ask because a mole that has changed must be checked before the skin is treated."),
         about_now=True,
+        subject=N_("you have a skin cancer, or a new, changing or bleeding mole or spot"),
     ),
-    _location("skin_cancer_or_lesion_location", "skin_today", "skin_cancer_or_lesion", N_("Where is it?")),
+    _location("skin_cancer_or_lesion_location", "skin_today", "skin_cancer_or_lesion", N_("Where is it?"),
+              subject=N_("where the skin cancer or mole is")),
     _ynu(
         "sun_exposure_14d",
         "skin_today",
         N_("In the last 14 days, have you had sunburn, used a sunbed, or tanned on purpose?"),
         lookback=(14, "days"),
+        subject=N_("you have had sunburn, used a sunbed or tanned in the last 14 days"),
     ),
     _event_date(
         "sun_exposure_date",
@@ -837,8 +924,10 @@ _QUESTIONS: list[Question] = [
         N_("When was the most recent time?"),
         _yes("sun_exposure_14d"),
         hint=N_("For example, 20 11 2026. If you do not know, say so."),
+        subject=N_("the date of the most recent sunburn, sunbed or tanning"),
     ),
-    _location("sun_exposure_location", "skin_today", "sun_exposure_14d", N_("Which parts of your body?")),
+    _location("sun_exposure_location", "skin_today", "sun_exposure_14d", N_("Which parts of your body?"),
+              subject=N_("which parts of your body were sunburnt or tanned")),
     # Implants ----------------------------------------------------------------------
     _ynu(
         "implanted_device",
@@ -848,19 +937,27 @@ _QUESTIONS: list[Question] = [
             "heart monitor, nerve stimulator, cochlear implant, or a drug or insulin pump?"
         ),
         why=N_("We ask because radiofrequency energy can interfere with these devices."),
+        subject=N_("you have an electronic device inside your body"),
     ),
-    _details("implanted_device_details", "implants", "implanted_device", N_("What kind of device?")),
+    _details("implanted_device_details", "implants", "implanted_device", N_("What kind of device?"),
+             subject=N_("the kind of device")),
     _ynu(
         "metal_implants",
         "implants",
         N_("Do you have metal in your body, such as plates, screws, wires, mesh, clips, stents or a joint replacement?"),
         hint=N_("Do not count dental fillings, crowns, dental implants or braces."),
+        subject=N_("you have metal in your body"),
     ),
-    _location("metal_implants_location", "implants", "metal_implants", N_("Where is the metal?")),
-    _ynu("gold_threads", "implants", N_("Do you have gold threads under your skin?")),
-    _location("gold_threads_location", "implants", "gold_threads", N_("Where are the gold threads?")),
-    _ynu("fixed_piercings", "implants", N_("Do you have a piercing that cannot be taken out?")),
-    _location("fixed_piercings_location", "implants", "fixed_piercings", N_("Where is the piercing?")),
+    _location("metal_implants_location", "implants", "metal_implants", N_("Where is the metal?"),
+              subject=N_("where the metal is")),
+    _ynu("gold_threads", "implants", N_("Do you have gold threads under your skin?"),
+         subject=N_("you have gold threads under your skin")),
+    _location("gold_threads_location", "implants", "gold_threads", N_("Where are the gold threads?"),
+              subject=N_("where the gold threads are")),
+    _ynu("fixed_piercings", "implants", N_("Do you have a piercing that cannot be taken out?"),
+         subject=N_("you have a piercing that cannot be taken out")),
+    _location("fixed_piercings_location", "implants", "fixed_piercings", N_("Where is the piercing?"),
+              subject=N_("where the piercing is")),
     _ynu(
         "permanent_filler",
         "implants",
@@ -868,17 +965,23 @@ _QUESTIONS: list[Question] = [
             "Have you ever had a permanent filler (such as silicone, PMMA or polyacrylamide), "
             "or a filler where you do not know what was used?"
         ),
+        subject=N_("you have ever had a permanent filler, or a filler where you do not know what was used"),
     ),
-    _location("permanent_filler_location", "implants", "permanent_filler", N_("Where was it injected?")),
-    _ynu("facial_implant", "implants", N_("Do you have a solid implant in your face, such as a chin or cheek implant?")),
-    _location("facial_implant_location", "implants", "facial_implant", N_("Where is the implant?")),
+    _location("permanent_filler_location", "implants", "permanent_filler", N_("Where was it injected?"),
+              subject=N_("where the filler was injected")),
+    _ynu("facial_implant", "implants", N_("Do you have a solid implant in your face, such as a chin or cheek implant?"),
+         subject=N_("you have a solid implant in your face")),
+    _location("facial_implant_location", "implants", "facial_implant", N_("Where is the implant?"),
+              subject=N_("where the implant is")),
 ]
 
 
-def _group(id, label, gate, item_type_choices=None, extra=(), why="") -> Question:
+def _group(id, label, gate, item_type_choices=None, extra=(), why="", subject="", noun="") -> Question:
+    """A repeatable group; ``noun`` ("injection") names one item in the fields' error messages."""
     fields = []
     if item_type_choices:
-        fields.append(Question("type", SINGLE, N_("What was it?"), choices=item_type_choices))
+        fields.append(Question("type", SINGLE, N_("What was it?"), choices=item_type_choices,
+                               subject=f"what the {noun} was"))
     fields.append(
         Question(
             "date",
@@ -887,14 +990,16 @@ def _group(id, label, gate, item_type_choices=None, extra=(), why="") -> Questio
             hint=DATE_HINT,
             month_allowed=True,
             unknown_allowed=True,
+            subject=f"the date of the {noun}",
         )
     )
     fields.extend(extra)
     fields.append(
         Question("location", AREAS, N_("Where on your body?"), hint=N_("Choose every place that applies."),
-                 choices=LOCATION_CHOICES)
+                 choices=LOCATION_CHOICES, subject=f"where on your body the {noun} was")
     )
-    return Question(id, GROUP, label, "treatments", fields=tuple(fields), asked_when=_yes(gate), why=why)
+    return Question(id, GROUP, label, "treatments", fields=tuple(fields), asked_when=_yes(gate), why=why,
+                    subject=subject)
 
 
 # Surgery that is facial by nature counts for every facial booking, whatever place was ticked (spec v2, 0.1).
@@ -925,6 +1030,7 @@ _QUESTIONS += [
             "skin boosters or mesotherapy?"
         ),
         lookback=(12, "months"),
+        subject=N_("you have had anti-wrinkle injections, fillers, skin boosters or mesotherapy in the last 12 months"),
     ),
     _group(
         "injectables",
@@ -938,6 +1044,7 @@ _QUESTIONS += [
             Choice("mesotherapy", N_("Mesotherapy")),
         ),
         why=N_("We ask because the skin needs time to settle after injections."),
+        subject=N_("at least one injection treatment"), noun="injection",
     ),
     _ynu(
         "procedures_12m",
@@ -947,6 +1054,7 @@ _QUESTIONS += [
             "microdermabrasion, dermaplaning, waxing or threading?"
         ),
         lookback=(12, "months"),
+        subject=N_("you have had a skin treatment such as a peel, laser or waxing in the last 12 months"),
     ),
     _group(
         "recent_procedures",
@@ -969,9 +1077,11 @@ _QUESTIONS += [
             Choice("plasma_resurfacing", N_("Plasma resurfacing")),
             Choice("other", N_("Something else, or I'm not sure what it was"), vague=True),
         ),
+        subject=N_("at least one skin treatment"), noun="skin treatment",
     ),
     _ynu("microneedling_3m", "treatments", N_("In the last 3 months, have you had microneedling?"),
-         lookback=(3, "months")),
+         lookback=(3, "months"),
+         subject=N_("you have had microneedling in the last 3 months")),
     _group(
         "last_microneedling",
         N_("Tell us about each microneedling session"),
@@ -987,8 +1097,10 @@ _QUESTIONS += [
                     Choice("prp", N_("Microneedling with PRP")),
                     Choice(VARIANT_UNKNOWN, N_("I don't know"), vague=True),
                 ),
+                subject=N_("which kind of microneedling it was"),
             ),
         ),
+        subject=N_("at least one microneedling session"), noun="session",
     ),
     _ynu(
         "surgery_2y",
@@ -998,16 +1110,20 @@ _QUESTIONS += [
             "caesarean section, liposuction or a mole removal)?"
         ),
         lookback=(24, "months"),
+        subject=N_("you have had surgery with a cut or stitches in the last 2 years"),
     ),
     _group(
         "surgery",
         N_("Tell us about each operation"),
         "surgery_2y",
         SURGERY_TYPES,
+        subject=N_("at least one operation"), noun="operation",
     ),
     _ynu("thread_lift_2y", "treatments", N_("In the last 2 years, have you had a thread lift (dissolving threads)?"),
-         lookback=(24, "months")),
-    _group("thread_lift", N_("Tell us about each thread lift"), "thread_lift_2y", THREAD_LIFT_TYPES),
+         lookback=(24, "months"),
+         subject=N_("you have had a thread lift in the last 2 years")),
+    _group("thread_lift", N_("Tell us about each thread lift"), "thread_lift_2y", THREAD_LIFT_TYPES,
+           subject=N_("at least one thread lift"), noun="thread lift"),
     # Allergies --------------------------------------------------------------------
     _ynu(
         "anaesthetic_allergy",
@@ -1016,15 +1132,19 @@ _QUESTIONS += [
             "Have you ever had an allergy or bad reaction to a numbing cream or local anaesthetic "
             "(lidocaine, EMLA, prilocaine, tetracaine, benzocaine)?"
         ),
+        subject=N_("you have had an allergy or bad reaction to a numbing cream or local anaesthetic"),
     ),
-    _details("anaesthetic_allergy_details", "allergies", "anaesthetic_allergy", N_("Which one, and what happened?")),
+    _details("anaesthetic_allergy_details", "allergies", "anaesthetic_allergy", N_("Which one, and what happened?"),
+             subject=N_("what you reacted to, and what happened")),
     _ynu(
         "methaemoglobinaemia_or_g6pd",
         "allergies",
         N_("Do you have G6PD deficiency, methaemoglobinaemia or pseudocholinesterase deficiency?"),
         why=N_("We ask because numbing creams are not safe with these conditions."),
+        subject=N_("you have G6PD deficiency, methaemoglobinaemia or pseudocholinesterase deficiency"),
     ),
-    _ynu("metal_allergy", "allergies", N_("Are you allergic to any metal?")),
+    _ynu("metal_allergy", "allergies", N_("Are you allergic to any metal?"),
+         subject=N_("you are allergic to any metal")),
     Question(
         "metal_allergy_which",
         MULTI,
@@ -1040,6 +1160,7 @@ _QUESTIONS += [
             Choice("other", N_("Another metal"), vague=True),
             Choice("not_sure", N_("I'm not sure which"), vague=True),
         ),
+        subject=N_("which metals you are allergic to"),
     ),
     _ynu(
         "product_allergies",
@@ -1048,11 +1169,13 @@ _QUESTIONS += [
             "Are you allergic to chlorhexidine or alcohol skin wipes, latex, hyaluronic acid serum, "
             "or citrate (used in blood tubes)?"
         ),
+        subject=N_("you are allergic to any of these products"),
     ),
     _ynu(
         "previous_microneedling_reaction",
         "allergies",
         N_("After microneedling before, did you have lumps, a rash or an allergic reaction?"),
+        subject=N_("you had lumps, a rash or an allergic reaction after microneedling"),
     ),
 ]
 

@@ -37,7 +37,8 @@ def answer_until(client, answers: dict, page_id: str) -> None:
 def error_beside(page_html: str, field_id: str) -> str:
     match = re.search(rf'<p class="error-message" id="{re.escape(field_id)}-error">(.*?)</p>', page_html, re.S)
     assert match, f"no error beside {field_id}"
-    return html.unescape(re.sub(r"<[^>]+>", "", match.group(1))).strip()
+    text = html.unescape(re.sub(r"<[^>]+>", "", match.group(1))).strip()
+    return text.removeprefix("Error:").strip()  # the visually hidden prefix for screen readers
 
 
 @pytest.mark.parametrize("changes, page_id, field_id, words", [
@@ -124,3 +125,37 @@ def test_an_out_of_date_screening_says_so(app):
     page = client.get(f"/staff/submissions/{reference}").text
     assert "Out of date" in page and "Ask the whole questionnaire again" in page
     assert "By treatment:" not in page  # the variant was known
+
+
+# -- issue 12, item 1: every message names its question ------------------------------------------------
+
+
+def test_every_question_and_group_field_has_a_subject_for_its_messages():
+    for q in qd.QUESTIONS:
+        assert q.subject, q.id
+        for f in q.fields:
+            assert f.subject and "None" not in f.subject, (q.id, f.id)
+
+
+def test_an_empty_page_names_each_question_in_its_message(app):
+    client = app.test_client()
+    start(client)
+    answer_until(client, clear_answers(appointment_date=SOON), "blood")
+    response = post_page(client, "blood", {})
+    assert response.status_code == 400
+    page = qd.PAGE_BY_ID["blood"]
+    messages = [error_beside(response.text, qid) for qid in page.question_ids]
+    assert len(set(messages)) == len(messages) == 5
+    for qid, message in zip(page.question_ids, messages):
+        assert message == f"Select yes if {qd.BY_ID[qid].subject}"
+
+
+def test_a_new_question_gets_messages_from_its_subject(app):
+    from screening.questionnaire.forms import _missing_message, subject_first
+
+    q = qd.Question("new_date", qd.DATE, "When was the tattoo done?", subject="the date of the tattoo",
+                    unknown_allowed=True, month_allowed=True)
+    with app.test_request_context():
+        assert _missing_message(q) == "Enter the date of the tattoo, or tick ‘I don't know’"
+        assert subject_first(q) == "The date of the tattoo"
+        assert subject_first(qd.BY_ID["dob"]) == "Date of birth"

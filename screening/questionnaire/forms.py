@@ -165,7 +165,7 @@ def _read_date(q: qd.Question, parts, today: dt.date) -> tuple[Any, str | None]:
     day, month, year = (str(data.get(k) or "").strip() for k in ("day", "month", "year"))
     if data.get("unknown"):
         if day or month or year:
-            return None, _("Enter a date or tick ‘I don't know’, not both")
+            return None, _("Enter %(s)s or tick ‘I don't know’, not both", s=subject(q))
         return qd.UNKNOWN, None
     if not (day or month or year):
         return None, None
@@ -173,53 +173,59 @@ def _read_date(q: qd.Question, parts, today: dt.date) -> tuple[Any, str | None]:
         missing = [n for n, v in ((_("day"), day), (_("month"), month), (_("year"), year)) if not v]
         if not day and q.month_allowed:
             missing = [m for m in missing if m != _("day")]
-        return None, _("The date must include a %(parts)s", parts=_(" and ").join(missing))
+        return None, _("%(S)s must include a %(parts)s", S=subject_first(q), parts=_(" and ").join(missing))
     if not (year.isdigit() and month.isdigit() and (not day or day.isdigit())) or len(year) != 4:
-        return None, _("Enter a real date, for example 27 3 2026, using numbers and a 4-digit year")
+        return None, _("%(S)s must be a real date, in numbers with a 4-digit year", S=subject_first(q))
     try:
         value = dt.date(int(year), int(month), int(day) if day else 1)
     except ValueError:
-        return None, _("Enter a real date, for example 27 3 2026")
+        return None, _("%(S)s must be a real date", S=subject_first(q))
     if value.year < 1900:
-        return None, _("Enter a year after 1900")
+        return None, _("%(S)s must be in 1900 or later", S=subject_first(q))
     check = value
     if not day:  # month only: the last day of the month, as the engine reads it
         nxt = dt.date(value.year + (value.month == 12), value.month % 12 + 1, 1)
         check = nxt - dt.timedelta(days=1)
     if q.dates == "past" and value > today:
-        return None, _("The date must be today or in the past")
+        return None, _("%(S)s must be today or in the past", S=subject_first(q))
     if q.dates == "future" and check < today:
         if q.id != "appointment_date":  # a planned last dose of a course still being taken
             return None, _("The last dose of a course you are still taking cannot be in the past. If you have "
                            "stopped, change your answer to ‘Are you still taking…’ to No")
-        return None, _("The date must be today or in the future")
+        return None, _("%(S)s must be today or in the future", S=subject_first(q))
     if q.dates == "future" and value > today + dt.timedelta(days=730):
-        return None, _("The date must be within the next 2 years")
+        return None, _("%(S)s must be within the next 2 years", S=subject_first(q))
     if q.id == "dob" and value.year < today.year - 120:
-        return None, _("Enter a real date of birth")
+        return None, _("%(S)s must be a real date of birth", S=subject_first(q))
     return (value.isoformat() if day else f"{value:%Y-%m}"), None
 
 
+def subject(q: qd.Question) -> str:
+    """Return what question ``q`` is about, for a message: its subject in the dictionary ("your date of birth")."""
+    return _(q.subject) if q.subject else _(q.label)
+
+
+def subject_first(q: qd.Question) -> str:
+    """Return the subject to start a sentence with: "Date of birth", "The date of your last dose"."""
+    text = subject(q)
+    text = text[len("your "):] if text.startswith("your ") else text
+    return text[:1].upper() + text[1:]
+
+
 def _missing_message(q: qd.Question) -> str:
-    if q.type == qd.YES_NO:
-        return _("Select yes or no")
-    if q.type == qd.YES_NO_UNSURE:
-        return _("Select yes, no or I'm not sure")
-    if q.type == qd.SINGLE:
-        return _("Select an option")
-    if q.type == qd.MULTI:
-        return _("Select at least one option")
-    if q.type == qd.AREAS:
-        return _("Select at least one area")
+    """Say what to do about an unanswered question, naming it (GOV.UK's style), from the dictionary."""
+    s = subject(q)
+    if q.type in (qd.YES_NO, qd.YES_NO_UNSURE):
+        return _("Select yes if %(s)s", s=s)
+    if q.type == qd.MULTI and qd.NONE in q.choice_codes():
+        return _("Select %(s)s, or ‘None of these’", s=s)
+    if q.type in (qd.SINGLE, qd.MULTI, qd.AREAS):
+        return _("Select %(s)s", s=s)
     if q.type == qd.DATE:
-        return _("Enter a date") if not q.unknown_allowed else _("Enter a date, or tick ‘I don't know’")
+        return _("Enter %(s)s", s=s) if not q.unknown_allowed else _("Enter %(s)s, or tick ‘I don't know’", s=s)
     if q.type == qd.GROUP:
-        return _("Give the details of at least one treatment")
-    return {
-        "name": _("Enter your full name"),
-        "email": _("Enter your email address"),
-        "tel": _("Enter your phone number"),
-    }.get(q.text_kind, _("Enter an answer"))
+        return _("Give the details of %(s)s", s=s)
+    return _("Enter %(s)s", s=s)
 
 
 def _read_value(q: qd.Question, field, today: dt.date) -> tuple[Any, str | None]:
@@ -228,7 +234,8 @@ def _read_value(q: qd.Question, field, today: dt.date) -> tuple[Any, str | None]
         return _read_date(q, field.form.data if isinstance(field, FormField) else field, today)
     if field.errors:
         if q.type == qd.TEXT:
-            return None, _("Answer must be %(n)s characters or fewer", n=TEXT_LIMITS.get(q.text_kind, 1000))
+            return None, _("%(S)s must be %(n)s characters or fewer", S=subject_first(q),
+                           n=TEXT_LIMITS.get(q.text_kind, 1000))
         return None, _("Select one of the options shown")
     data = field.data
     chosen = data if isinstance(data, list) else [data] if data else []
