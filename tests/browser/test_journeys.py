@@ -27,9 +27,13 @@ _FOLLOW_UP_PLACED = """([parent, child, js]) => {
   const trigger = inputs[0].closest('fieldset');
   let before = block.previousElementSibling;
   while (before && before.matches(`.conditional[data-parent="${parent}"]`)) before = before.previousElementSibling;
-  if (before !== trigger) problems.push(`${child} does not come right after the question ${parent} in the page`);
+  const wanted = block.dataset.values.split(' ');
+  if (inputs[0].type === 'radio' && wanted.length === 1) {
+    // GOV.UK's conditional reveal: right under the one answer that needs it, not under the last option.
+    const option = inputs.find(i => i.value === wanted[0]).closest('.option');
+    if (before !== option) problems.push(`${child} does not come right after the answer ${parent}=${wanted[0]}`);
+  } else if (before !== trigger) problems.push(`${child} does not come right after the question ${parent} in the page`);
   if (js) {
-    const wanted = block.dataset.values.split(' ');
     for (const input of inputs) {
       const controls = (input.getAttribute('aria-controls') || '').split(/\\s+/);
       if (wanted.includes(input.value) && !controls.includes(block.id))
@@ -116,7 +120,7 @@ def isotretinoin_with_a_follow_up(client, answers: dict) -> None:
     expect(date_block).to_be_visible()
     expect(page.locator("input[name=isotretinoin_current][value=no]")).to_be_checked()
     client.look("q-isotretinoin-error", error=True)
-    field = client.fix_through_summary("Enter a date")
+    field = client.fix_through_summary("Enter the date of your last isotretinoin tablet")
     assert field == "isotretinoin_last_dose_date-day"
     client.fill(page_def, {"isotretinoin_last_dose_date": answers["isotretinoin_last_dose_date"]})
     client.button("Continue")

@@ -30,6 +30,16 @@
       block.hidden = !show;
     });
   }
-  document.addEventListener("change", sync);
+  // "None of these" stands alone: ticking it unticks the others, and ticking another unticks it.
+  // (The server refuses the mix anyway; this saves a round trip.)
+  function exclusive(event) {
+    var box = event.target;
+    if (!box || box.type !== "checkbox" || !box.checked) { return; }
+    var group = document.querySelectorAll('input[type="checkbox"][name="' + box.name + '"]');
+    Array.prototype.forEach.call(group, function (other) {
+      if (other !== box && (box.value === "none" || other.value === "none")) { other.checked = false; }
+    });
+  }
+  document.addEventListener("change", function (event) { exclusive(event); sync(); });
   sync();
 })();
