@@ -159,3 +159,108 @@ def test_a_new_question_gets_messages_from_its_subject(app):
         assert _missing_message(q) == "Enter the date of the tattoo, or tick ‘I don't know’"
         assert subject_first(q) == "The date of the tattoo"
         assert subject_first(qd.BY_ID["dob"]) == "Date of birth"
+
+
+# -- issue 12, items 2, 3 and 5: the signature, Back after sending, under 18 ------------------------------
+
+
+def _sign(client, answers: dict, typed: str):
+    from tests.web import csrf_token
+
+    client.get("/check")
+    page = client.get("/declaration")
+    return client.post("/declaration", data={"csrf_token": csrf_token(page.text), "confirm": "y", "signature": typed})
+
+
+@pytest.mark.parametrize("typed", ["Siobhan O'Neill", "Siobhán O’Neill", "SIOBHAN ONEILL", "siobhán  o‘neill",
+                                   "Siobhán O’Neill."])
+def test_the_signature_matches_the_name_as_people_read_it(app, typed):
+    answers = clear_answers(full_name="Siobhán O'Neill", appointment_date=SOON)
+    client = app.test_client()
+    start(client)
+    answer_until(client, answers, "no-such-page")
+    response = _sign(client, answers, typed)
+    assert response.status_code == 302 and response.location.endswith("/done")
+
+
+@pytest.mark.parametrize("typed", ["Siobhan O'Neil", "S O'Neill", "Siobhán"])
+def test_a_different_signature_is_refused_saying_which_name_is_expected(app, typed):
+    answers = clear_answers(full_name="Siobhán O'Neill", appointment_date=SOON)
+    client = app.test_client()
+    start(client)
+    answer_until(client, answers, "no-such-page")
+    response = _sign(client, answers, typed)
+    assert response.status_code == 400
+    assert error_beside(response.text, "signature") == \
+        "Type your full name as you gave it on the first page: Siobhán O'Neill"
+    assert f'value="{html.escape(typed, quote=True)}"' in response.text or typed in html.unescape(response.text)
+
+
+def test_back_after_sending_says_the_answers_were_sent_with_the_reference(app):
+    client = app.test_client()
+    reference = complete(client, clear_answers(appointment_date=SOON))
+    assert "You have already sent your answers" in client.get("/q/allergies", follow_redirects=True).text
+    for path in ("/q/allergies", "/declaration", "/check", "/expired"):
+        response = client.get(path, follow_redirects=True)
+        assert response.status_code == 200
+        assert re.search(r"You have already sent your answers|Your answers have been sent", response.text), path
+        assert reference in response.text and "There is no questionnaire in progress" not in response.text
+    # Starting again for someone else forgets the last confirmation.
+    from tests.web import csrf_token
+
+    done = client.get("/expired")
+    client.post("/start", data={"csrf_token": csrf_token(done.text), "action": "restart"})
+    client.get("/")  # the new draft exists; drop it to see what an expired one says now
+    with client.session_transaction() as cookie:
+        cookie.pop("draft", None)
+    assert "There is no questionnaire in progress" in client.get("/expired").text
+
+
+def _to_appointment(client, dob: str, appointment: str):
+    start(client)
+    answers = clear_answers(dob=dob, appointment_date=appointment)
+    answer_until(client, answers, "appointment")
+    return post_page(client, "appointment", page_data(qd.PAGE_BY_ID["appointment"], answers))
+
+
+def test_a_client_under_18_on_the_appointment_day_is_told_right_after_the_appointment_page(app):
+    appointment = TODAY + dt.timedelta(days=20)
+    dob = (appointment.replace(year=appointment.year - 18) + dt.timedelta(days=1)).isoformat()
+    client = app.test_client()
+    response = _to_appointment(client, dob, appointment.isoformat())
+    assert response.status_code == 302 and "/q/under-18" in response.location
+    page = client.get(response.location)
+    assert "Treatment is for adults" in page.text and "18th birthday" in page.text
+    # Carry on: the next page of the questionnaire.
+    assert 'href="/q/pregnancy"' in page.text
+    # Or stop: the draft is deleted.
+    from tests.web import csrf_token
+
+    stopped = client.post("/q/under-18", data={"csrf_token": csrf_token(page.text)})
+    assert "Your answers have been deleted" in stopped.text
+    assert client.get("/q/pregnancy").location.endswith("/expired")
+
+
+@pytest.mark.parametrize("days_after_18th", [0, 30])
+def test_an_adult_on_the_appointment_day_goes_straight_on(app, days_after_18th):
+    appointment = TODAY + dt.timedelta(days=20)
+    dob = (appointment.replace(year=appointment.year - 18) - dt.timedelta(days=days_after_18th)).isoformat()
+    response = _to_appointment(app.test_client(), dob, appointment.isoformat())
+    assert response.location.endswith("/q/pregnancy")
+
+
+def test_born_on_29_february_turns_18_on_1_march():
+    from screening import services
+
+    assert services.eighteenth_birthday_after({"dob": "2008-02-29", "appointment_date": "2026-02-28"}) \
+        == dt.date(2026, 3, 1)
+    assert services.eighteenth_birthday_after({"dob": "2008-02-29", "appointment_date": "2026-03-01"}) is None
+
+
+@pytest.mark.parametrize("typed, given", [("Mary Jane Smith", "Mary-Jane Smith"), ("Zoë Brontë", "Zoe Bronte"),
+                                          ("ANN EXAMPLE", "ann example")])
+def test_names_compare_as_people_read_them(typed, given):
+    from screening.questionnaire.forms import same_name
+
+    assert same_name(typed, given)
+    assert not same_name("Ann Exampel", "Ann Example") and not same_name("", "")

@@ -275,6 +275,24 @@ def clean_text(text: str | None) -> str:
                                                                       and c not in BIDI_CONTROLS)).split())
 
 
+_QUOTES = "'\"‘’‚‛“”„‟ʼ`´′″"
+_DASHES = "-‐‑‒–—―"
+
+
+def name_key(name: str) -> str:
+    """Return a name as people read it: no accents, case, apostrophes, quotes or full stops; hyphens as
+    spaces; spaces collapsed. "Siobhán O’Neill" and "siobhan o'neill" have the same key."""
+    text = unicodedata.normalize("NFKD", name)
+    text = "".join(c for c in text if not unicodedata.combining(c)).casefold()
+    text = "".join("" if c in _QUOTES or c == "." else " " if c in _DASHES else c for c in text)
+    return " ".join(text.split())
+
+
+def same_name(typed: str, given: str) -> bool:
+    """Whether the typed signature is the name given on the first page, as people read names."""
+    return bool(name_key(typed)) and name_key(typed) == name_key(given)
+
+
 def _read_group(q: qd.Question, field: FieldList, today: dt.date) -> tuple[list | None, dict[str, str], list]:
     """Return (items, errors by field id, the form entry of each item)."""
     items, errors, entries = [], {}, []

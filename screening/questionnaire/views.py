@@ -27,7 +27,7 @@ from ..display import format_answer
 from ..errors import DraftNotFound, IncompleteDraft, NotSigned, SaveFailed
 from ..extensions import db, limiter
 from ..rules import asked_ids
-from .forms import (clean_text, error_href, form_data, implausible_errors, page_form_class, read_page,
+from .forms import (clean_text, error_href, form_data, implausible_errors, page_form_class, read_page, same_name,
                     unexpected_keys)
 
 bp = Blueprint("questionnaire", __name__)
@@ -91,6 +91,7 @@ def begin():
             db.session.commit()
         draft, token = services.start_draft(db.session, _lifetime(), is_kiosk=kiosk.active())
         kiosk.clear_session()
+        session.pop("reference", None)  # a new client's questionnaire: the last one's confirmation is done with
         session["draft"] = token
         return redirect(url_for(".page", page_id=PAGE_IDS[0]))
     return redirect(url_for(".page", page_id=services.first_incomplete_page(draft.answers) or PAGE_IDS[0]))
@@ -137,12 +138,42 @@ def page(page_id: str):
     if errors:
         return _render_page(page, form, errors, changing), 400
     services.save_answers(db.session, draft, page, page_answers, _lifetime())
-    if changing:
-        return redirect(url_for(".check") + f"#{page.question_ids[0]}")
     index = PAGE_IDS.index(page_id)
-    if index + 1 < len(PAGE_IDS):
-        return redirect(url_for(".page", page_id=PAGE_IDS[index + 1]))
-    return redirect(url_for(".check"))
+    following = "check" if changing or index + 1 == len(PAGE_IDS) else PAGE_IDS[index + 1]
+    if "appointment_date" in page_answers and services.eighteenth_birthday_after(draft.answers):
+        return redirect(url_for(".under_18", next=following))  # say so now, not after 25 pages
+    return _go_to(following, page)
+
+
+def _go_to(following: str, page: qd.Page | None = None):
+    if following == "check":
+        return redirect(url_for(".check") + (f"#{page.question_ids[0]}" if page else ""))
+    return redirect(url_for(".page", page_id=following))
+
+
+@bp.route("/q/under-18", methods=["GET", "POST"])
+def under_18():
+    """Tell a client who will be under 18 on the appointment day, and let them stop or go on."""
+    draft = _draft()
+    if draft is None:
+        return redirect(url_for(".expired"))
+    following = request.args.get("next", "")
+    if following != "check" and following not in PAGE_IDS:
+        following = services.first_incomplete_page(draft.answers) or "check"
+    birthday = services.eighteenth_birthday_after(draft.answers)
+    if birthday is None:
+        return _go_to(following)  # the dates were changed since: nothing to say
+    form = FlaskForm()
+    if request.method == "POST":
+        if not form.validate_on_submit():
+            abort(400)
+        db.session.delete(draft)
+        db.session.commit()
+        session.pop("draft", None)
+        return render_template("questionnaire/stopped.html")
+    return render_template("questionnaire/under_18.html", form=form, birthday=birthday,
+                           continue_url=url_for(".check") if following == "check"
+                           else url_for(".page", page_id=following))
 
 
 def _render_page(page: qd.Page, form, errors: dict[str, str], changing: bool):
@@ -253,8 +284,9 @@ def declaration():
         errors["confirm"] = _("Confirm that your answers are true and complete")
     if not name:
         errors["signature"] = _("Type your full name to sign")
-    elif name.casefold() != " ".join(answers.get("full_name", "").split()).casefold():
-        errors["signature"] = _("Type your full name as you gave it on the first page")
+    elif not same_name(name, answers.get("full_name", "")):
+        errors["signature"] = _("Type your full name as you gave it on the first page: %(name)s",
+                                name=answers.get("full_name", ""))
     if errors:
         summary = [(key, message) for key, message in errors.items()]
         return render_template("questionnaire/declaration.html", form=form, errors=errors, summary=summary), 400
@@ -326,5 +358,8 @@ def accessibility():
 
 @bp.get("/expired")
 def expired():
-    """Explain that there is no questionnaire in progress on this device."""
+    """Explain that there is no questionnaire in progress on this device; after sending, that it was sent."""
+    reference = session.get("reference")
+    if reference:  # Back after sending: the answers were sent, not lost
+        return render_template("questionnaire/done.html", reference=reference, already=True)
     return render_template("questionnaire/expired.html")
