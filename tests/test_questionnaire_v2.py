@@ -264,3 +264,50 @@ def test_names_compare_as_people_read_them(typed, given):
 
     assert same_name(typed, given)
     assert not same_name("Ann Exampel", "Ann Example") and not same_name("", "")
+
+
+# -- issue 12, items 6 and 7: the clinic's contact details; the accessibility statement -------------------
+
+CONTACT = {"CLINIC_PHONE": "020 7946 0000", "CLINIC_EMAIL": "desk@clinic.example",
+           "CLINIC_ADDRESS": "1 High Street, Leeds LS1 1AA"}
+
+
+def test_the_start_and_confirmation_pages_give_the_clinics_contact_details(database_url):
+    from tests.conftest import make_app
+
+    app = make_app(database_url, **CONTACT)
+    client = app.test_client()
+    start_page = client.get("/").text
+    assert 'href="tel:02079460000">020 7946 0000</a>' in start_page
+    assert 'href="mailto:desk@clinic.example"' in start_page and "1 High Street, Leeds LS1 1AA" in start_page
+    complete(client, clear_answers(appointment_date=SOON))
+    done = client.get("/done").text
+    assert "020 7946 0000" in done and "desk@clinic.example" in done and "tell Test Clinic" in done
+
+
+def test_without_contact_details_no_empty_contact_list_is_shown(app):
+    assert 'class="list contact"' not in app.test_client().get("/").text
+
+
+def test_the_accessibility_statement_follows_the_uk_model(database_url):
+    from tests.conftest import make_app
+
+    app = make_app(database_url, **CONTACT)
+    page = html.unescape(app.test_client().get("/accessibility").text)
+    for heading in ("How accessible this questionnaire is", "Feedback and contact information",
+                    "Enforcement procedure", "Technical information about this questionnaire’s accessibility",
+                    "Compliance status", "Non-accessible content", "What we’re doing to improve accessibility",
+                    "Preparation of this accessibility statement"):
+        assert f">{heading}</h" in page, heading
+    assert "partially compliant with the Web Content Accessibility Guidelines version 2.2 AA" in page
+    assert "Equality and Human Rights Commission" in page and "Equality Advisory and Support Service" in page
+    assert "prepared on 24 November 2026" in page and "last reviewed on 29 November 2026" in page
+    assert "020 7946 0000" in page and "desk@clinic.example" in page and "Test Clinic" in page
+
+
+def test_a_clinic_email_that_is_not_an_address_is_refused(tmp_path):
+    from screening.config import ConfigError, finish, from_environ
+
+    settings = from_environ({"SCREENING_CLINIC_EMAIL": "call us"})
+    with pytest.raises(ConfigError, match="SCREENING_CLINIC_EMAIL"):
+        finish(settings, str(tmp_path))

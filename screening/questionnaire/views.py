@@ -34,6 +34,9 @@ bp = Blueprint("questionnaire", __name__)
 bp.register_blueprint(kiosk.bp)
 
 PAGE_IDS = [p.id for p in qd.PAGES]
+# The accessibility statement's dates: when it was written, and when it was last checked against the service.
+STATEMENT_PREPARED = dt.date(2026, 11, 24)
+STATEMENT_REVIEWED = dt.date(2026, 11, 29)
 
 
 def _today() -> dt.date:
@@ -352,8 +355,9 @@ def done():
 
 @bp.get("/accessibility")
 def accessibility():
-    """Say which accessibility standard the service aims at, how it is tested, and its known gaps."""
-    return render_template("questionnaire/accessibility.html")
+    """The accessibility statement, in the structure of the UK public sector model, with the clinic's details."""
+    return render_template("questionnaire/accessibility.html", statement_prepared=STATEMENT_PREPARED,
+                           statement_reviewed=STATEMENT_REVIEWED)
 
 
 @bp.get("/expired")
