@@ -5,13 +5,21 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# System libraries WeasyPrint loads (Pango, HarfBuzz's subsetter) and the PDF tools the tests use.
-SYSTEM_PACKAGES := libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fontconfig poppler-utils chromium chromium-driver
+# System libraries WeasyPrint loads (Pango, HarfBuzz's subsetter): all the app needs. The tests also need the
+# PDF tools (poppler) and a browser (Debian's Chromium, driven by Playwright).
+RUN_PACKAGES := libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fontconfig
+TEST_PACKAGES := $(RUN_PACKAGES) poppler-utils chromium chromium-driver
 
-.PHONY: run test bench sysdeps venv clean lock
+.PHONY: run test bench sysdeps sysdeps-test install-packages venv clean lock user flask
 
 sysdeps:
-	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@$(MAKE) --no-print-directory install-packages PACKAGES="$(RUN_PACKAGES)"
+
+sysdeps-test:
+	@$(MAKE) --no-print-directory install-packages PACKAGES="$(TEST_PACKAGES)"
+
+install-packages:
+	@missing=""; for p in $(PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		echo "installing:$$missing"; \
@@ -34,10 +42,20 @@ run: sysdeps $(STAMP)
 	$(BIN)/flask --app wsgi db upgrade
 	$(BIN)/flask --app wsgi run --host 127.0.0.1 --port 5000
 
-test: sysdeps $(STAMP)
+test: sysdeps-test $(STAMP)
 	$(BIN)/python -m pytest
 
-bench: sysdeps $(STAMP)
+# Staff accounts without typing the venv's path: the password is asked for (twice, hidden).
+#   make user EMAIL=pat@clinic.example NAME="Pat Smith" ROLES="practitioner admin"
+user: $(STAMP)
+	@test -n "$(EMAIL)" -a -n "$(ROLES)" || { echo 'usage: make user EMAIL=... NAME="..." ROLES="practitioner desk admin"'; exit 2; }
+	$(BIN)/flask --app wsgi screening create-user "$(EMAIL)" --name "$(NAME)" $(foreach r,$(ROLES),--role $(r))
+
+# Any other command of the app: make flask ARGS="screening backup /mnt/backup"
+flask: $(STAMP)
+	$(BIN)/flask --app wsgi $(ARGS)
+
+bench: sysdeps-test $(STAMP)
 	$(BIN)/python bench/bench_rules.py
 	$(BIN)/python bench/bench_pages.py
 	$(BIN)/python bench/bench_pdf.py
