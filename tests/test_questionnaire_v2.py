@@ -311,3 +311,17 @@ def test_a_clinic_email_that_is_not_an_address_is_refused(tmp_path):
     settings = from_environ({"SCREENING_CLINIC_EMAIL": "call us"})
     with pytest.raises(ConfigError, match="SCREENING_CLINIC_EMAIL"):
         finish(settings, str(tmp_path))
+
+
+def test_a_question_page_keeps_what_is_typed_across_a_reload_except_on_a_kiosk(app):
+    # The browser keeps the unsent page (static/js/app.js; tests/browser/test_reload.py drives it).
+    client = app.test_client()
+    start(client)
+    page = client.get("/q/about-you").text
+    assert 'data-keep="about-you"' in page and "before it was reloaded is back" in page
+    from tests.test_kiosk import start_kiosk
+
+    kiosk = app.test_client()
+    start_kiosk(app, kiosk)
+    start(kiosk)
+    assert "data-keep" not in kiosk.get("/q/about-you").text

@@ -145,10 +145,11 @@ def page(page_id: str):
     following = "check" if changing or index + 1 == len(PAGE_IDS) else PAGE_IDS[index + 1]
     if "appointment_date" in page_answers and services.eighteenth_birthday_after(draft.answers):
         return redirect(url_for(".under_18", next=following))  # say so now, not after 25 pages
-    return _go_to(following, page)
+    return _go_to(following, page if changing else None)
 
 
 def _go_to(following: str, page: qd.Page | None = None):
+    """Redirect to the page ``following`` (or "check": then to ``page``'s answers on it, after a change)."""
     if following == "check":
         return redirect(url_for(".check") + (f"#{page.question_ids[0]}" if page else ""))
     return redirect(url_for(".page", page_id=following))

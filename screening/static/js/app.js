@@ -43,3 +43,66 @@
   document.addEventListener("change", function (event) { exclusive(event); sync(); });
   sync();
 })();
+
+// What a client types on a question page survives a reload (or a connection lost while sending) until the
+// server has it: kept in this tab's sessionStorage, never on a kiosk (its pages have no data-keep), and
+// forgotten once the page was sent and the next one loaded, or when the questionnaire is finished.
+(function () {
+  "use strict";
+  var store;
+  try { store = window.sessionStorage; } catch (e) { return; }
+  if (!store) { return; }
+  var form = document.querySelector("form[data-keep]");
+  var prefix = "typed:";
+  var here = form ? prefix + form.getAttribute("data-keep") : null;
+  function read(key) {
+    try { return JSON.parse(store.getItem(key) || "null"); } catch (e) { return null; }
+  }
+  // Pages sent before this one was loaded are with the server now; on a page with no questions, all are.
+  for (var i = store.length - 1; i >= 0; i -= 1) {
+    var key = store.key(i);
+    if (key && key.indexOf(prefix) === 0 && key !== here && (!form || (read(key) || {}).sent)) {
+      store.removeItem(key);
+    }
+  }
+  if (!form) { return; }
+  function fields() {
+    return Array.prototype.filter.call(form.elements, function (el) {
+      return el.name && el.name !== "csrf_token" && el.name !== "action" &&
+        ["submit", "button", "hidden", "file"].indexOf(el.type) === -1;
+    });
+  }
+  function save(sent) {
+    var values = {};
+    fields().forEach(function (el) {
+      if (el.type === "radio" || el.type === "checkbox") {
+        values[el.name] = values[el.name] || [];
+        if (el.checked) { values[el.name].push(el.value); }
+      } else {
+        values[el.name] = el.value;
+      }
+    });
+    try { store.setItem(here, JSON.stringify({ sent: sent, values: values })); } catch (e) { /* full: ignore */ }
+  }
+  var kept = read(here);
+  // After a refused send the server shows what was sent, with its errors: nothing to bring back then.
+  if (kept && kept.values && !document.querySelector(".error-summary")) {
+    fields().forEach(function (el) {
+      if (!(el.name in kept.values)) { return; }
+      if (el.type === "radio" || el.type === "checkbox") {
+        el.checked = kept.values[el.name].indexOf(el.value) !== -1;
+      } else {
+        el.value = kept.values[el.name];
+      }
+    });
+    var note = document.createElement("p");
+    note.className = "notice";
+    note.setAttribute("role", "status");
+    note.textContent = form.getAttribute("data-kept-message");
+    form.insertBefore(note, form.firstChild);
+    form.dispatchEvent(new Event("change", { bubbles: true }));  // show the follow-ups that were open
+  }
+  form.addEventListener("input", function () { save(false); });
+  form.addEventListener("change", function () { save(false); });
+  form.addEventListener("submit", function () { save(true); });
+})();

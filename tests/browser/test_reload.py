@@ -1,0 +1,58 @@
+"""What a client types on a question page survives a reload until it is sent (issue 12, item 9); never on a
+kiosk, and nothing is kept once the questionnaire is sent."""
+
+from __future__ import annotations
+
+import re
+
+from playwright.sync_api import expect
+
+from screening import questions as qd
+
+def test_a_reload_keeps_what_was_typed_until_it_is_sent(server, open_client, answers):
+    client = open_client("reload", "mouse", viewport={"width": 1280, "height": 900})
+    page = client.page
+    page.goto(server.url + "/")
+    client.start()
+    page.fill("#full_name", "Rita Reload")
+    page.fill("#dob-day", "27")
+    page.fill("#email", "rita@example.org")
+    page.reload()
+    expect(page.locator("#full_name")).to_have_value("Rita Reload")
+    expect(page.locator("#dob-day")).to_have_value("27")
+    expect(page.locator("#email")).to_have_value("rita@example.org")
+    expect(page.get_by_role("status")).to_contain_text("before it was reloaded is back")
+
+    # A follow-up that was open comes back open, with its answer.
+    client.fill(qd.PAGE_BY_ID["about-you"], answers(full_name="Rita Reload"))
+    client.button("Continue")
+    client.fill(qd.PAGE_BY_ID["appointment"], answers())
+    client.button("Continue")
+    client.fill(qd.PAGE_BY_ID["pregnancy"], answers())
+    client.button("Continue")
+    expect(page).to_have_url(re.compile(r"/q/isotretinoin$"))
+    page.check("#isotretinoin_last_12m-0")
+    page.check("input[name=isotretinoin_current][value=no]")
+    page.fill("#isotretinoin_last_dose_date-year", "2026")
+    page.reload()
+    expect(page.locator("input[name=isotretinoin_current][value=no]")).to_be_checked()
+    expect(page.locator("#conditional-isotretinoin_last_dose_date")).to_be_visible()
+    expect(page.locator("#isotretinoin_last_dose_date-year")).to_have_value("2026")
+
+    # Once a page is sent and the next one loads, the browser keeps nothing of it.
+    page.go_back()  # back to the pregnancy page, sent earlier: the server's answers, no notice
+    expect(page.get_by_role("status")).to_have_count(0)
+    kept = page.evaluate("() => Object.keys(sessionStorage).filter(k => k.startsWith('typed:'))")
+    assert kept == ["typed:isotretinoin"], kept
+
+def test_nothing_is_kept_in_the_browser_after_sending(server, open_client, answers):
+    client = open_client("reload-sent", "mouse", viewport={"width": 1280, "height": 900})
+    page = client.page
+    page.goto(server.url + "/")
+    client.start()
+    given = answers()
+    for page_def in qd.PAGES:
+        client.fill(page_def, given)
+        client.button("Continue")
+    expect(page).to_have_url(re.compile(r"/check$"))
+    assert page.evaluate("() => Object.keys(sessionStorage).filter(k => k.startsWith('typed:'))") == []
