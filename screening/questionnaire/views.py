@@ -161,16 +161,16 @@ def under_18():
     draft = _draft()
     if draft is None:
         return redirect(url_for(".expired"))
+    form = FlaskForm()
+    if request.method == "POST" and not form.validate_on_submit():
+        abort(400)
     following = request.args.get("next", "")
     if following != "check" and following not in PAGE_IDS:
         following = services.first_incomplete_page(draft.answers) or "check"
     birthday = services.eighteenth_birthday_after(draft.answers)
     if birthday is None:
-        return _go_to(following)  # the dates were changed since: nothing to say
-    form = FlaskForm()
+        return _go_to(following)  # the dates were changed since: nothing to say, nothing to delete
     if request.method == "POST":
-        if not form.validate_on_submit():
-            abort(400)
         db.session.delete(draft)
         db.session.commit()
         session.pop("draft", None)
