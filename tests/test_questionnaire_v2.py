@@ -164,9 +164,13 @@ def test_a_new_question_gets_messages_from_its_subject(app):
 # -- issue 12, items 2, 3 and 5: the signature, Back after sending, under 18 ------------------------------
 
 
-def _sign(client, answers: dict, typed: str):
+def _sign_as(app, typed: str):
+    """Answer everything as Siobhán O'Neill, then sign the declaration typing ``typed``."""
     from tests.web import csrf_token
 
+    client = app.test_client()
+    start(client)
+    answer_until(client, clear_answers(full_name="Siobhán O'Neill", appointment_date=SOON), "no-such-page")
     client.get("/check")
     page = client.get("/declaration")
     return client.post("/declaration", data={"csrf_token": csrf_token(page.text), "confirm": "y", "signature": typed})
@@ -175,21 +179,13 @@ def _sign(client, answers: dict, typed: str):
 @pytest.mark.parametrize("typed", ["Siobhan O'Neill", "Siobhán O’Neill", "SIOBHAN ONEILL", "siobhán  o‘neill",
                                    "Siobhán O’Neill."])
 def test_the_signature_matches_the_name_as_people_read_it(app, typed):
-    answers = clear_answers(full_name="Siobhán O'Neill", appointment_date=SOON)
-    client = app.test_client()
-    start(client)
-    answer_until(client, answers, "no-such-page")
-    response = _sign(client, answers, typed)
+    response = _sign_as(app, typed)
     assert response.status_code == 302 and response.location.endswith("/done")
 
 
 @pytest.mark.parametrize("typed", ["Siobhan O'Neil", "S O'Neill", "Siobhán"])
 def test_a_different_signature_is_refused_saying_which_name_is_expected(app, typed):
-    answers = clear_answers(full_name="Siobhán O'Neill", appointment_date=SOON)
-    client = app.test_client()
-    start(client)
-    answer_until(client, answers, "no-such-page")
-    response = _sign(client, answers, typed)
+    response = _sign_as(app, typed)
     assert response.status_code == 400
     assert error_beside(response.text, "signature") == \
         "Type your full name as you gave it on the first page: Siobhán O'Neill"
