@@ -85,32 +85,23 @@ def report_context(submission, clinic: dict, review: dict | None = None) -> dict
     answers = dict(submission.answers)
     result = dict(submission.result)
     words = qd.dictionary(submission.dictionary_version)  # the questions as this client was asked them
-    asked = set(asked_ids(answers, words))
-    sections = []
-    for section in words.sections:
-        rows = []
-        for q in words.questions_in(section.id):
-            if q.id in asked:
-                rows.append({"id": q.id, "question": q.label, "answer": format_answer(q, answers.get(q.id)),
-                             "asked": True})
-            else:
-                rows.append({"id": q.id, "question": q.label, "answer": not_asked_reason(q, answers, words=words),
-                             "asked": False})
-        sections.append({"title": section.title, "rows": rows})
     flags = []
-    for f in result["flags"]:
+    read_by: dict[str, list[int]] = {}  # question id -> the numbers of the flags whose "because" lists it
+    for number, f in enumerate(result["flags"], 1):
         because = []
         for qid, value in f["because"].items():
             q = words.by_id.get(qid) or qd.BY_ID[qid]
             because.append({"question": q.label, "answer": format_answer(q, value)})
+            read_by.setdefault(qid, []).append(number)
         flags.append({
-            "id": f["id"], "title": f["title"], "severity": f["severity"],
+            "id": f["id"], "number": number, "title": f["title"], "severity": f["severity"],
             "severity_text": SEVERITY_TEXT[f["severity"]], "reason": f["reason"], "action": f["action"],
             "lifts_on": format_date(f["lifts_on"]) if f["lifts_on"] else "",
             "open_ended": f["open_ended"], "because": because,
             "variants": ", ".join(VARIANT_TEXT[v] for v in f["variants"]),
             "possible": f.get("possible", False),
         })
+    sections, matter_count = _answer_sections(words, answers, read_by)
     # Spec v2: the outcome for each variant when the variant was not known, and what to confirm on the day.
     # Results stored before v2 have neither; they show as they always did.
     by_variant = result.get("by_variant") or {}
@@ -136,6 +127,7 @@ def report_context(submission, clinic: dict, review: dict | None = None) -> dict
         "open_ended": result["open_ended"],
         "flags": flags,
         "sections": sections,
+        "matter_count": matter_count,
         "signature_name": submission.signature_name,
         "signed_at": _utc(submission.signed_at),
         "submitted_at": _utc(submission.submitted_at),
@@ -151,6 +143,81 @@ def report_context(submission, clinic: dict, review: dict | None = None) -> dict
     if review is not None:
         context["signoff"] = _signoff(review, flags)
     return context
+
+
+def _matters(q: qd.Question, value: Any, flagged: bool) -> tuple[bool, bool]:
+    """Return (does the answer matter to a practitioner, is it vague) for one asked question.
+
+    An answer matters when a flag read it, or it says more than "no": every "yes", every vague answer
+    ("I'm not sure", "another one", "somewhere else", a date not known), every date, every choice other
+    than "none of these" and every detail typed for a follow-up. Identity and contact details do not.
+    """
+    codes = value if isinstance(value, list) else [value]
+    vague = value == qd.UNKNOWN or any(c.vague and c.code in codes for c in q.choices)
+    if flagged or vague:
+        return True, vague
+    if value in (None, "", []):
+        return False, False
+    if q.type == qd.DATE or q.type == qd.GROUP:
+        return True, False
+    if q.type in (qd.YES_NO, qd.YES_NO_UNSURE):
+        return value != "no", False
+    if q.type in (qd.MULTI, qd.AREAS):
+        return codes != [qd.NONE], False
+    # A single choice or free text: what a follow-up adds matters; a top-level choice (treatment, skin
+    # type) and the client's own details show with the other answers unless a flag read them.
+    return q.asked_when is not None, False
+
+
+def _answer_sections(words: qd.Dictionary, answers: dict, read_by: dict[str, list[int]]) -> tuple[list, int]:
+    """Return the answers by section, each split three ways, and how many answers matter.
+
+    ``rows``: every question in order (as before: ``question``, ``answer``, ``asked``); ``matter``: the
+    asked questions whose answer matters (with the numbers of the flags that read it and whether it is
+    vague); ``other``: the rest of the asked ones; ``not_asked``: the follow-ups not asked, one group
+    per answer that left them out (the nearest asked question above them), in the dictionary's order.
+    A group whose answer is in ``other`` is ``attached``: that row's ``not_asked`` lists its questions.
+    """
+    asked = set(asked_ids(answers, words))
+    sections, matter_count = [], 0
+    for section in words.sections:
+        rows, matter, other, groups = [], [], [], {}
+        for q in words.questions_in(section.id):
+            if q.id not in asked:
+                rows.append({"id": q.id, "question": q.label, "answer": not_asked_reason(q, answers, words=words),
+                             "asked": False})
+                parent = words.by_id[q.asked_when["question"]]
+                while parent.id not in asked and parent.asked_when is not None:
+                    parent = words.by_id[parent.asked_when["question"]]
+                group = groups.get(parent.id)
+                if group is None:
+                    group = groups[parent.id] = {
+                        "because_id": parent.id, "attached": False, "because_question": parent.label,
+                        "because_answer": format_answer(parent, answers.get(parent.id)),
+                        "questions": []}
+                group["questions"].append(q.label)
+                continue
+            value = answers.get(q.id)
+            row = {"id": q.id, "question": q.label, "answer": format_answer(q, value), "asked": True}
+            rows.append(row)
+            numbers = read_by.get(q.id, [])
+            important, vague = _matters(q, value, bool(numbers))
+            if important:
+                matter.append({**row, "flags": numbers, "vague": vague})
+            else:
+                other.append(row)
+        # A group left out by an answer listed with the other answers of the section reads best right after
+        # that answer ("… — No. Not asked: Which one?"); the rest keep a line of their own with the reason.
+        by_id = {row["id"]: row for row in other}
+        for parent_id, group in groups.items():
+            if parent_id in by_id:
+                by_id[parent_id]["not_asked"] = group["questions"]
+                group["attached"] = True
+        matter_count += len(matter)
+        sections.append({"id": section.id, "title": section.title, "rows": rows, "matter": matter,
+                         "other": other, "not_asked": list(groups.values()),
+                         "not_asked_count": sum(len(g["questions"]) for g in groups.values())})
+    return sections, matter_count
 
 
 def _signoff(review: dict, flags: list[dict]) -> dict:

@@ -16,6 +16,10 @@ import pytest
 from PIL import Image
 from pypdf import PdfReader
 
+from screening import questions as qd
+from screening.display import format_answer
+from screening.rules import asked_ids
+
 MIN_INK = 0.003  # the share of the body's pixels (running header and footer left out) darker than light grey
 
 
@@ -69,7 +73,7 @@ def test_pdf_pages_read_as_a_document(server, playwright_driver, over_http, answ
 
     reader = PdfReader(pdf)
     pages = len(reader.pages)
-    assert pages >= 2, pages
+    assert 2 <= pages <= 4, f"{pages} pages: a typical report fits on 4"
     rendered = tmp_path / "png"
     rendered.mkdir()
     subprocess.run([pdftoppm, "-r", "72", "-png", str(pdf), str(rendered / "page")], check=True, timeout=120)
@@ -83,6 +87,9 @@ def test_pdf_pages_read_as_a_document(server, playwright_driver, over_http, answ
         assert share >= MIN_INK, f"page {number} of {pages} is blank or nearly ({share:.4%} ink)"
         text = reader.pages[number - 1].extract_text()
         assert f"Page {number} of {pages}" in " ".join(text.split()), f"page {number} lacks 'Page {number} of {pages}'"
+        # A page separated from the others still says whose it is.
+        for shown in (full["full_name"], "born 27 March 1990", f"Reference {reference}"):
+            assert shown in " ".join(text.split()), f"page {number} lacks {shown!r}"
 
     root = reader.trailer["/Root"]
     assert "/StructTreeRoot" in root, "the PDF is not tagged"
@@ -96,3 +103,10 @@ def test_pdf_pages_read_as_a_document(server, playwright_driver, over_http, answ
     everything = " ".join(" ".join(page.extract_text().split()) for page in reader.pages)
     for shown in (full["full_name"], reference, "DEFER"):
         assert shown in everything, shown
+    # Nothing the full report said is lost: every asked question with its answer, every follow-up not asked.
+    squashed = re.sub(r"\s+", "", everything)
+    asked = set(asked_ids(full))
+    for q in qd.QUESTIONS:
+        assert re.sub(r"\s+", "", q.label) in squashed, q.id
+        if q.id in asked:
+            assert re.sub(r"\s+", "", format_answer(q, full.get(q.id))) in squashed, q.id
