@@ -267,13 +267,27 @@ def test_the_record_shows_the_outcome_first_then_every_flag_and_every_answer(app
     assert banner < html.index('id="flags"') < html.index('id="answers"') < html.index('id="sign-off"')
     assert f"Earliest treatment date: {lifts.day} {lifts:%B %Y}" in html[banner:banner + 600]
     assert "Ann Example" in html and "27 March 1990" in html
-    for flag in result["flags"]:
-        assert f"({flag['id']})" in html and flag["title"] in html
+    for number, flag in enumerate(result["flags"], 1):
+        heading = html.split(f'id="flag-{number - 1}-title">', 1)[1].split("</h3>", 1)[0]
+        assert heading.startswith(f"{number}. ") and flag["title"] in heading
+        assert flag["id"] not in heading, "a rule id is not words for people: small print below the flag"
+        assert f'Rule id: <code>{flag["id"]}</code>' in html
         assert flag["reason"] in html and flag["action"] in html
     assert "Recommended action" in html and "Answers that raised it" in html and "Raised for" in html
     assert "Roaccutane" in html, "the question that raised the flag"
     assert "Microneedling (pen, stamp or roller)" in html
-    assert "Not asked: the answer to" in html
+    # The answers that matter, highlighted, before the rest; the rest folded by section; what was not asked in
+    # one line per follow-up group with the answer that left it out.
+    answers = html.index('id="answers"')
+    assert answers < html.index('id="other-answers"') < html.index("<details") < html.index('id="sign-off"')
+    matter = html[answers:html.index('id="other-answers"')]
+    assert matter.count('class="answer-row matter-row"') >= 4
+    assert "Roaccutane" in matter and 'href="#flag-0-title">Flag 1</a>' in matter
+    assert "Are you pregnant" not in matter, "a plain no is not highlighted"
+    folded = html[html.index('id="other-answers"'):html.index('id="sign-off"')]
+    assert "Are you pregnant" in folded
+    assert "Not asked, because “Do you have diabetes (any type)?” was “No”:" in folded
+    assert "Not asked: the answer to" not in html
     assert "<title>Screening " + reference in html and "Ann Example –" not in html
     assert f'href="/staff/submissions/{reference}/pdf"' in html
     assert f'href="/staff/submissions/{reference}/pdf?download=1"' in html

@@ -162,6 +162,17 @@ def test_practitioner_finds_reviews_and_signs_off(server, open_client, staff_use
     expect(page).to_have_url(re.compile(rf"/staff/submissions/{reference}$"))
     client.look("submission", title=f"Screening {reference}")
     expect(page.locator(".outcome-banner")).to_contain_text(re.compile("defer", re.IGNORECASE))
+    # Flags first; the answers that matter highlighted (words and tags, not colour alone); the rest folded by
+    # section in <details>, which opens from the keyboard without JavaScript and passes axe when open.
+    expect(page.locator(".flag-card").first).to_be_visible()
+    expect(page.locator(".matter-row").first).to_be_visible()
+    expect(page.get_by_role("link", name="Flag 1").first).to_be_visible()
+    fold = page.locator("details.answers-fold").first
+    expect(fold.locator("dl")).to_be_hidden()
+    fold.locator("summary").focus()
+    page.keyboard.press("Enter")
+    expect(fold.locator("dl")).to_be_visible()
+    client.look("submission-section-open", title=f"Screening {reference}")
 
     pdf = page.request.get(page.get_by_role("link", name="View the PDF", exact=True).get_attribute("href"))
     assert pdf.status == 200 and pdf.headers["content-type"] == "application/pdf"
