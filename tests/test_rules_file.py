@@ -680,3 +680,25 @@ def test_digest_changes_when_one_byte_changes(tmp_path):
     edited = _edit(SHIPPED, "months: 6", "months: 7", after="id: cancer_treatment_completed_recent").encode()
     assert parse_rules(edited, "x").digest == hashlib.sha256(edited).hexdigest()
     assert parse_rules(edited, "x").digest not in (hashlib.sha256(data).hexdigest(), ruleset.digest)
+
+
+def test_the_engine_is_pure():
+    """No module of the rules package imports Flask, SQLAlchemy or anything of the web app."""
+    import ast
+
+    package = ROOT / "screening" / "rules"
+    modules = sorted(package.glob("*.py"))
+    assert {p.stem for p in modules} >= {"__init__", "answers", "conditions", "dates", "engine", "errors", "schema"}
+    for path in modules:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [("." * node.level) + (node.module or "")]
+            else:
+                continue
+            for name in names:
+                assert name.split(".")[0] not in {"flask", "flask_sqlalchemy", "sqlalchemy", "werkzeug", "wtforms"}, \
+                    (path.name, name)
+                # Of the rest of the product, only the data dictionary (``from .. import questions``).
+                assert not name.startswith("..") or name == "..", (path.name, name)
