@@ -24,6 +24,9 @@ def create_app(test_config: dict | None = None) -> Flask:
         app.extensions["screening_vault"] = Vault(app.config["ENCRYPTION_KEYS"], app.config["INDEX_KEY"])
     except VaultError as exc:
         raise config.ConfigError(str(exc)) from None
+    if app.config["ENV"] == "production":
+        config.check_production_secrets(app.config)  # after the vault has said whether the keys are Fernet keys
+    config.check_rate_limit_storage(app.config)
     # A broken rules file stops start-up here, naming each rule and line.
     app.extensions["screening_rules"] = load_rules(app.config["RULES_PATH"])
 
@@ -32,7 +35,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     db.init_app(app)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"))
     csrf.init_app(app)
-    limiter.init_app(app)
+    _init_limiter(app, limiter)
     babel.init_app(app, default_domain="messages", default_translation_directories=str(ROOT / "translations"))
     from . import security
 
@@ -68,7 +71,31 @@ def create_app(test_config: dict | None = None) -> Flask:
     def data_uri(data: bytes, mime: str) -> str:
         return f"data:{mime};base64,{base64.b64encode(data).decode()}"
 
+    from . import logsafe
+
+    logsafe.install(app)  # no error message (SQL, parameters, values) in the logs: types and frames only
     return app
+
+
+def _init_limiter(app: Flask, limiter) -> None:
+    """Bind Flask-Limiter to its store; refuse to start if the store is unusable or out of reach."""
+    from limits.errors import ConfigurationError
+
+    uri = str(app.config["RATELIMIT_STORAGE_URI"])
+    shown = config._redacted(uri)
+    try:
+        limiter.init_app(app)
+    except ConfigurationError as exc:
+        raise config.ConfigError(f"SCREENING_RATELIMIT_STORAGE_URI={shown} cannot be used: {exc}") from None
+    if uri.startswith("memory://"):
+        return
+    try:
+        reachable = limiter.storage.check()
+    except Exception:  # noqa: BLE001 - any failure to reach the store means the same thing here
+        reachable = False
+    if not reachable:
+        raise config.ConfigError(f"cannot reach the rate-limit store SCREENING_RATELIMIT_STORAGE_URI={shown}: "
+                                 "is Redis running there?")
 
 
 def current_rules() -> RuleSet:

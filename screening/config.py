@@ -27,6 +27,10 @@ def from_environ(environ=None) -> dict:
         "CLINIC_NAME": env.get("SCREENING_CLINIC_NAME", "Your clinic"),
         "CLINIC_ACCENT": env.get("SCREENING_CLINIC_ACCENT", "#1d5f8a"),
         "CLINIC_LOGO": env.get("SCREENING_CLINIC_LOGO", ""),
+        # How clients reach the clinic: shown on the start, confirmation and accessibility pages.
+        "CLINIC_PHONE": env.get("SCREENING_CLINIC_PHONE", ""),
+        "CLINIC_EMAIL": env.get("SCREENING_CLINIC_EMAIL", ""),
+        "CLINIC_ADDRESS": env.get("SCREENING_CLINIC_ADDRESS", ""),
         # Where PDFs render after the submit commits: "thread" (a niced renderer thread in each app
         # process), "worker" (a separate `flask screening render-pdfs --watch` process) or "0" (on the
         # first request for the PDF). "1" means "thread".
@@ -39,8 +43,19 @@ def from_environ(environ=None) -> dict:
         # Failed sign-ins allowed per address and per account (Flask-Limiter syntax).
         "STAFF_LOGIN_LIMIT_ADDRESS": env.get("SCREENING_LOGIN_LIMIT_ADDRESS", "20 per 15 minutes"),
         "STAFF_LOGIN_LIMIT_ACCOUNT": env.get("SCREENING_LOGIN_LIMIT_ACCOUNT", "5 per 15 minutes"),
-        # memory:// counts per process; use redis://127.0.0.1:6379 when several workers serve the app.
+        # Failed sign-ins allowed per account from all addresses together (a distributed guessing attack).
+        "STAFF_LOGIN_LIMIT_ACCOUNT_ALL": env.get("SCREENING_LOGIN_LIMIT_ACCOUNT_ALL", "50 per 15 minutes"),
+        # Where the public form's limits count (Flask-Limiter): memory:// counts per process, so production
+        # refuses it unless SCREENING_SINGLE_PROCESS=1 says that one process alone serves the app; with several
+        # workers use redis://127.0.0.1:6379. Failed sign-ins are counted in the database (the audit trail).
         "RATELIMIT_STORAGE_URI": env.get("SCREENING_RATELIMIT_STORAGE_URI", "memory://"),
+        "SINGLE_PROCESS": env.get("SCREENING_SINGLE_PROCESS", "") in ("1", "true", "yes"),
+        # Database time-outs, all shorter than gunicorn's worker time-out (30 s by default), so that a hung
+        # database gets the app's own 503 page, not a killed worker: waiting for a connection from the pool,
+        # opening one, and one statement (PostgreSQL; on SQLite, waiting for a lock: the busy time-out).
+        "DB_POOL_TIMEOUT": float(env.get("SCREENING_DB_POOL_TIMEOUT", "5")),
+        "DB_CONNECT_TIMEOUT": int(env.get("SCREENING_DB_CONNECT_TIMEOUT", "5")),
+        "DB_STATEMENT_TIMEOUT": float(env.get("SCREENING_DB_STATEMENT_TIMEOUT", "10")),
         # Questionnaires started and sent per client address (kiosk tablets are exempt; Flask-Limiter syntax).
         "START_LIMIT": env.get("SCREENING_START_LIMIT", "30 per hour"),
         "SUBMIT_LIMIT": env.get("SCREENING_SUBMIT_LIMIT", "20 per hour"),
@@ -86,6 +101,8 @@ def finish(config, instance_path: str) -> None:
     if not config.get("SQLALCHEMY_DATABASE_URI"):
         instance.mkdir(parents=True, exist_ok=True)
         config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{instance / 'screening.db'}"
+    config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(config)
+    private_sqlite_file(config["SQLALCHEMY_DATABASE_URI"])
     lifetime = dt.timedelta(hours=float(config["DRAFT_LIFETIME_HOURS"]))
     config["DRAFT_LIFETIME"] = lifetime
     config["PERMANENT_SESSION_LIFETIME"] = lifetime
@@ -96,7 +113,14 @@ def finish(config, instance_path: str) -> None:
         # The __Host- prefix: the browser keeps the cookie only if it is Secure, for this host alone, path /.
         config["SESSION_COOKIE_NAME"] = "__Host-session"
     config["MAX_CONTENT_LENGTH"] = 256 * 1024
-    for name in ("START_LIMIT", "SUBMIT_LIMIT", "STAFF_LOGIN_LIMIT_ADDRESS", "STAFF_LOGIN_LIMIT_ACCOUNT"):
+    # If the rate-limit store (Redis) fails while the app runs, the public form goes on working without its
+    # limits (and Flask-Limiter logs it) rather than answering 500; sign-in failures are counted in the database.
+    config.setdefault("RATELIMIT_SWALLOW_ERRORS", True)
+    if str(config["RATELIMIT_STORAGE_URI"]).startswith(("redis://", "rediss://")):
+        # A Redis that does not answer costs a request 2 s at most, never the worker.
+        config.setdefault("RATELIMIT_STORAGE_OPTIONS", {"socket_connect_timeout": 2, "socket_timeout": 2})
+    for name in ("START_LIMIT", "SUBMIT_LIMIT", "STAFF_LOGIN_LIMIT_ADDRESS", "STAFF_LOGIN_LIMIT_ACCOUNT",
+                 "STAFF_LOGIN_LIMIT_ACCOUNT_ALL"):
         try:
             parse_many(str(config[name]))
         except ValueError:
@@ -132,8 +156,163 @@ def finish(config, instance_path: str) -> None:
         if path.suffix.lower() not in types or not path.is_file():
             raise ConfigError(f"SCREENING_CLINIC_LOGO must be a PNG, JPEG or SVG file; cannot use {logo!r}")
         logo_bytes, logo_type = path.read_bytes(), types[path.suffix.lower()]
+    email = config.get("CLINIC_EMAIL", "")
+    if email and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", email):
+        raise ConfigError(f"SCREENING_CLINIC_EMAIL must be an email address like desk@clinic.example, not {email!r}")
     config["CLINIC"] = {"name": config["CLINIC_NAME"], "accent": accent, "logo": logo_bytes,
-                        "logo_type": logo_type}
+                        "logo_type": logo_type, "phone": config.get("CLINIC_PHONE", ""), "email": email,
+                        "address": config.get("CLINIC_ADDRESS", "")}
+
+
+def engine_options(config) -> dict:
+    """Return SQLAlchemy's engine options: the database time-outs, and no parameters in error messages.
+
+    The options given in the settings (tests) are kept; their ``connect_args`` are added to, not replaced.
+    """
+    options = dict(config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
+    # An error's text never carries the statement's values (they may be answers); see logsafe.py for the rest.
+    options.setdefault("hide_parameters", True)
+    connect = dict(options.get("connect_args") or {})
+    uri = str(config["SQLALCHEMY_DATABASE_URI"])
+    for name in ("DB_POOL_TIMEOUT", "DB_CONNECT_TIMEOUT", "DB_STATEMENT_TIMEOUT"):
+        if float(config[name]) <= 0:
+            raise ConfigError(f"SCREENING_{name} must be above 0 seconds, not {config[name]}")
+    if uri.startswith("postgresql"):
+        options.setdefault("pool_timeout", float(config["DB_POOL_TIMEOUT"]))
+        options.setdefault("pool_pre_ping", True)
+        connect.setdefault("connect_timeout", int(config["DB_CONNECT_TIMEOUT"]))
+        statement_ms = int(float(config["DB_STATEMENT_TIMEOUT"]) * 1000)
+        # The server cancels a statement (or a wait for a lock) that runs longer than this.
+        wanted = f"-c statement_timeout={statement_ms} -c lock_timeout={statement_ms}"
+        connect["options"] = f"{wanted} {connect['options']}" if connect.get("options") else wanted
+        # A connection whose server stops acknowledging (a network cut) fails instead of hanging.
+        connect.setdefault("keepalives", 1)
+        connect.setdefault("keepalives_idle", 10)
+        connect.setdefault("keepalives_interval", 5)
+        connect.setdefault("keepalives_count", 2)
+        connect.setdefault("tcp_user_timeout", statement_ms)
+    elif uri.startswith("sqlite"):
+        # How long a writer waits for SQLite's lock before "database is locked" (then the app's 503).
+        connect.setdefault("timeout", float(config["DB_STATEMENT_TIMEOUT"]))
+    if connect:
+        options["connect_args"] = connect
+    return options
+
+
+def private_sqlite_file(uri: str) -> None:
+    """Create a SQLite database file readable by its owner only (0600) before SQLite creates it 0644.
+
+    SQLite gives its -wal and -shm files the database file's permissions. An existing file is narrowed to 0600.
+    """
+    from sqlalchemy.engine import make_url
+
+    try:
+        url = make_url(uri)
+    except Exception:  # noqa: BLE001 - SQLAlchemy reports a bad URL itself when it connects
+        return
+    name = url.database or ""
+    if not url.drivername.startswith("sqlite") or not name or name == ":memory:" or name.startswith("file:"):
+        return
+    path = Path(name)
+    if not path.parent.is_dir():
+        return
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))  # an empty file is an empty database
+        if path.stat().st_mode & 0o077:
+            path.chmod(0o600)
+    except OSError:
+        return  # not ours to change (or read-only): SQLite reports what matters when it opens it
+
+
+def _redacted(uri: str) -> str:
+    """Return a storage address without its password."""
+    return re.sub(r"//[^/@]*@", "//***@", uri)
+
+
+def _gunicorn_workers() -> int:
+    """Return how many worker processes serve the app, as far as can be told (1 when unknown).
+
+    gunicorn reads ``WEB_CONCURRENCY`` and ``GUNICORN_CMD_ARGS``; a worker is forked from its master, so
+    ``sys.argv`` is the master's command line. A worker count set in a gunicorn config file is not seen.
+    """
+    import shlex
+    import sys
+
+    workers = int(os.environ.get("WEB_CONCURRENCY") or 1)
+    if not sys.argv or "gunicorn" not in sys.argv[0]:
+        return workers
+    args = shlex.split(os.environ.get("GUNICORN_CMD_ARGS", "")) + sys.argv[1:]
+    for i, arg in enumerate(args):
+        value = None
+        if arg in ("-w", "--workers") and i + 1 < len(args):
+            value = args[i + 1]
+        elif arg.startswith("--workers="):
+            value = arg.split("=", 1)[1]
+        elif arg.startswith("-w") and arg[2:].isdigit():
+            value = arg[2:]
+        if value and value.isdigit():
+            workers = int(value)
+    return workers
+
+
+def check_rate_limit_storage(config) -> None:
+    """Refuse per-process (memory://) counters in production unless one process alone serves the app."""
+    uri = str(config["RATELIMIT_STORAGE_URI"])
+    if not uri.startswith("memory://") or config["ENV"] != "production":
+        return
+    if not config.get("SINGLE_PROCESS"):
+        raise ConfigError(
+            "SCREENING_RATELIMIT_STORAGE_URI is memory://, which counts in each process separately: with several "
+            "workers (or --max-requests restarts) the public form's limits do not hold. Set "
+            "SCREENING_RATELIMIT_STORAGE_URI=redis://127.0.0.1:6379, or SCREENING_SINGLE_PROCESS=1 if exactly one "
+            "process serves the app")
+    workers = _gunicorn_workers()
+    if workers > 1:
+        raise ConfigError(f"SCREENING_SINGLE_PROCESS=1 is set but gunicorn runs {workers} workers: "
+                          "set SCREENING_RATELIMIT_STORAGE_URI=redis://127.0.0.1:6379")
+
+
+# Production keys: long enough, random-looking, and each used for one purpose only.
+MIN_SECRET_LENGTH = 32
+MIN_DISTINCT = 12  # a random 32-character key has ~25 distinct characters; "aaaa..." or "abcabc..." has few
+
+
+def _weak(text: str) -> bool:
+    return len(text) < MIN_SECRET_LENGTH or len(set(text)) < MIN_DISTINCT
+
+
+def check_production_secrets(config) -> None:
+    """Refuse a short or low-entropy secret key, a weak encryption or index key, and a key used twice."""
+    import base64
+    import binascii
+
+    secret = str(config["SECRET_KEY"])
+    if _weak(secret):
+        raise ConfigError(f"SCREENING_SECRET_KEY must be at least {MIN_SECRET_LENGTH} random characters "
+                          "(make one with `flask --app wsgi screening new-key`)")
+    index = str(config["INDEX_KEY"])
+    if _weak(index):
+        raise ConfigError(f"SCREENING_INDEX_KEY must be at least {MIN_SECRET_LENGTH} random characters "
+                          "(make one with `flask --app wsgi screening new-key`)")
+    keys = [str(k) for k in config["ENCRYPTION_KEYS"]]
+    for n, key in enumerate(keys, 1):
+        try:
+            raw = base64.urlsafe_b64decode(key.encode())
+        except (binascii.Error, ValueError):
+            continue  # not a Fernet key at all: the vault refuses it with its own message
+        if len(raw) == 32 and len(set(raw)) < 16:  # 32 random bytes have ~30 distinct values
+            raise ConfigError(f"SCREENING_ENCRYPTION_KEYS: key {n} is not random (make one with "
+                              "`flask --app wsgi screening new-key`)")
+    if len(set(keys)) != len(keys):
+        raise ConfigError("SCREENING_ENCRYPTION_KEYS lists the same key twice")
+    names = {"SCREENING_SECRET_KEY": [secret], "SCREENING_INDEX_KEY": [index], "SCREENING_ENCRYPTION_KEYS": keys}
+    seen: dict[str, str] = {}
+    for name, values in names.items():
+        for value in values:
+            if value in seen and seen[value] != name:
+                raise ConfigError(f"{seen[value]} and {name} use the same key: each needs its own "
+                                  "(make them with `flask --app wsgi screening new-key`)")
+            seen[value] = name
 
 
 def _instance_secret(path: Path, make) -> str:

@@ -35,9 +35,10 @@ from wtforms.validators import Length, Optional
 
 from . import audit, services
 from .errors import DraftNotFound
-from .extensions import db, limiter
+from .extensions import db
 from .models import Draft, KioskSession, StaffSession, StaffUser, utcnow
-from .staff.accounts import authenticate, normalise_email
+from .staff import throttle
+from .staff.accounts import MAX_PASSWORD, authenticate
 
 # Registered inside the questionnaire blueprint, so its endpoints are ``questionnaire.kiosk.*``.
 bp = Blueprint("kiosk", __name__, url_prefix="/kiosk")
@@ -255,16 +256,7 @@ class ExitForm(FlaskForm):
     """The email and password of a desk or admin account."""
 
     email = EmailField(validators=[Optional(), Length(max=254)])
-    password = PasswordField(validators=[Optional(), Length(max=200)])
-
-
-def _account_key() -> str:
-    email = normalise_email(request.form.get("email", ""))
-    return "kiosk-exit:" + hashlib.sha256(email.encode()).hexdigest()
-
-
-def _failed(response) -> bool:
-    return response.status_code in (401, 403)
+    password = PasswordField(validators=[Optional(), Length(max=MAX_PASSWORD)])
 
 
 def _require_kiosk() -> None:
@@ -273,11 +265,8 @@ def _require_kiosk() -> None:
 
 
 @bp.route("/exit", methods=["GET", "POST"], endpoint="exit")
-@limiter.limit(lambda: current_app.config["STAFF_LOGIN_LIMIT_ADDRESS"], methods=["POST"], deduct_when=_failed)
-@limiter.limit(lambda: current_app.config["STAFF_LOGIN_LIMIT_ACCOUNT"], methods=["POST"], deduct_when=_failed,
-               key_func=_account_key)
 def leave():
-    """Leave kiosk mode with the credentials of a desk or admin account."""
+    """Leave kiosk mode with the credentials of a desk or admin account (failures count as failed sign-ins)."""
     _require_kiosk()
     form = ExitForm()
     if request.method == "GET":
@@ -292,10 +281,16 @@ def leave():
         if not form.password.data:
             errors["password"] = _("Enter your password")
         return render_template("kiosk/exit.html", form=form, errors=errors, summary=list(errors.items())), 400
+    # Keyed on the validated form value; the same counts as the staff sign-in page (staff/throttle.py).
+    who = throttle.attempt(form.email.data)
+    wait = throttle.seconds_held(db.session, who)
+    if wait:
+        g.retry_after = wait
+        abort(429)
     user = authenticate(db.session, form.email.data, form.password.data)
     if user is None or not user.has_role(*EXIT_ROLES):
-        audit.record(db.session, "sign_in_failed", actor_id=user.id if user else None, detail="kiosk_exit",
-                     address=address)
+        audit.record(db.session, "sign_in_failed", actor_id=user.id if user else None,
+                     detail=who.detail("kiosk_exit"), address=address)
         form.password.data = ""
         if user is None:
             errors["email"] = _("Email or password is incorrect")

@@ -22,9 +22,13 @@ import math
 import secrets
 import time
 
-from flask import current_app, g, render_template, request, session, url_for
+import io
+
+from flask import abort, current_app, g, render_template, request, session, url_for
 from flask_babel import gettext as _
 from flask_babel import ngettext
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -34,7 +38,10 @@ from .questions import PAGES
 
 # Responses that carry no health data and may be cached by the browser.
 CACHEABLE_ENDPOINTS = frozenset({"static", "questionnaire.logo"})
-ERROR_CODES = (400, 401, 403, 404, 405, 413, 429, 500)
+ERROR_CODES = (400, 401, 403, 404, 405, 413, 415, 429, 500, 503)
+# The only bodies a form of this app sends. Flask-WTF would also read JSON, which lets a client send values that
+# are not strings (or a structure 20,000 levels deep) and keys the limits never see: refused with 415.
+FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
 HSTS = "max-age=63072000"  # two years; not includeSubDomains: the clinic's other hosts are not ours to decide
 # The name of the honeypot field: a text box people never see; a bot that fills in every field fills it in.
 HONEYPOT = "website"
@@ -160,7 +167,7 @@ def back_link(code: int) -> tuple[str, str]:
     """
     if code == 401:
         return url_for("staff.login"), _("Sign in")
-    if code in (400, 413, 429):
+    if code in (400, 413, 415, 429):
         if request.endpoint == "questionnaire.declaration":
             return url_for("questionnaire.declaration"), _("Go back to the declaration")
         if request.endpoint == "questionnaire.page" and (request.view_args or {}).get("page_id") in PAGE_IDS:
@@ -174,6 +181,8 @@ def back_link(code: int) -> tuple[str, str]:
 
 def _seconds_to_wait() -> int:
     """Return how many seconds until the limit that was hit lets the client in again (at least 1)."""
+    if g.get("retry_after"):
+        return int(g.retry_after)  # a paused staff sign-in (staff/throttle.py)
     current = limiter.current_limit
     if current is None:
         return 3600
@@ -182,6 +191,17 @@ def _seconds_to_wait() -> int:
 
 def _error_text(code: int) -> tuple[str, list[str]]:
     """Return the title and paragraphs of the error page for ``code``."""
+    if code == 415:
+        return _("This page cannot be sent that way"), [
+            _("The forms of this service send what is typed in them as a web form, and this was sent another "
+              "way. Nothing from it was saved."),
+            _("Go back, reload the page and use its form."),
+        ]
+    if code == 503:
+        return _("Sorry, the service is not available right now"), [
+            _("Nothing from this request was changed. Anything saved before is still there."),
+            _("Try again in a minute. If it goes on, contact the clinic."),
+        ]
     if code == 413:
         return _("What you sent is too large"), [
             _("A page can send at most %(size)s KB at once, and this was more.",
@@ -242,6 +262,66 @@ def render_error(error: HTTPException):
     return response
 
 
+# -- request bodies ------------------------------------------------------------------------
+
+
+def only_form_bodies():
+    """Refuse (415) a POST whose body is not a form: forms, limits and CSRF read form fields only."""
+    if request.method in ("GET", "HEAD", "OPTIONS"):
+        return None
+    if request.environ.get("screening.body_too_large"):
+        abort(413)
+    has_body = bool(request.content_length) or request.mimetype != ""
+    if has_body and request.mimetype not in FORM_TYPES:
+        abort(415)
+    if request.mimetype == "multipart/form-data" and request.files:
+        abort(400)  # no form of this app takes a file: a text field sent as a file is refused, not read
+    return None
+
+
+class ChunkedBodyLimit:
+    """WSGI middleware: a chunked body (no Content-Length) longer than the limit is refused, not cut short.
+
+    Werkzeug checks MAX_CONTENT_LENGTH against Content-Length; a body sent in chunks has none, and the server
+    hands it over as it came. Up to the limit it is read here and passed on with its length; one byte more and
+    the request is marked, so that ``only_form_bodies`` answers 413 before anything reads it.
+    """
+
+    def __init__(self, wsgi_app, limit: int):
+        self.wsgi_app = wsgi_app
+        self.limit = limit
+
+    def __call__(self, environ, start_response):
+        chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+        if chunked and not environ.get("CONTENT_LENGTH"):
+            body = environ["wsgi.input"].read(self.limit + 1)
+            if len(body) > self.limit:
+                environ["screening.body_too_large"] = True
+                body = b""
+            environ["wsgi.input"] = io.BytesIO(body)
+            environ["CONTENT_LENGTH"] = str(len(body))
+            environ.pop("HTTP_TRANSFER_ENCODING", None)
+            environ.pop("wsgi.input_terminated", None)
+        return self.wsgi_app(environ, start_response)
+
+
+def database_unavailable(exc):
+    """A database that does not answer in time (or at all): roll back, log the type only, answer the 503 page."""
+    try:
+        from .extensions import db
+
+        db.session.rollback()
+    except Exception:  # noqa: BLE001 - the connection may be gone; the pool replaces it
+        pass
+    current_app.logger.error("%s %s not served: database error %s", request.method, request.endpoint,
+                             type(getattr(exc, "orig", None) or exc).__name__)
+    return render_error(_ServiceUnavailable())
+
+
+class _ServiceUnavailable(HTTPException):
+    code = 503
+
+
 # -- wiring --------------------------------------------------------------------------------
 
 
@@ -254,6 +334,11 @@ def init_app(app) -> None:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)
     css = accent_css(app.config["CLINIC"]["accent"])
     app.extensions["screening_style_hashes"] = (csp_hash(css),)
+    # Checked before anything else reads the request (CSRF included).
+    app.wsgi_app = ChunkedBodyLimit(app.wsgi_app, int(app.config["MAX_CONTENT_LENGTH"]))
+    app.before_request_funcs.setdefault(None, []).insert(0, only_form_bodies)
+    app.register_error_handler(OperationalError, database_unavailable)
+    app.register_error_handler(PoolTimeout, database_unavailable)
     app.after_request(set_headers)
     app.context_processor(lambda: {"csp_nonce": _LazyNonce(), "accent_css": css})
     for code in ERROR_CODES:

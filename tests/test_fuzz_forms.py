@@ -87,6 +87,7 @@ def fuzz(examples: int) -> settings:
 
 
 LIMITS = {"STAFF_LOGIN_LIMIT_ADDRESS": "100000 per hour", "STAFF_LOGIN_LIMIT_ACCOUNT": "100000 per hour",
+          "STAFF_LOGIN_LIMIT_ACCOUNT_ALL": "100000 per hour",
           "START_LIMIT": "100000 per hour", "SUBMIT_LIMIT": "100000 per hour"}
 
 # Every POST endpoint and the test that fuzzes it. A new POST route must be added here, with its fuzzing.
@@ -804,7 +805,21 @@ def test_every_post_route_refuses_a_missing_or_wrong_csrf_token(app):
             assert response.status_code == 400, (endpoint, bad, response.status_code)
             check(response, endpoint)
         response = client.post(url, json={"csrf_token": good, **data})  # not a form at all
-        assert response.status_code == 400, (endpoint, "json", response.status_code)
+        assert response.status_code == 415, (endpoint, "json", response.status_code)
+        check(response, endpoint)
+        # The token in its header reaches the form: only the body's type is refused, whatever the body holds.
+        for body in ({"csrf_token": good, **data}, {"email": 5, "password": [1], "signature": {"a": None}},
+                     "[" * 20000 + "]" * 20000):
+            response = client.post(url, data=body if isinstance(body, str) else json.dumps(body),
+                                   content_type="application/json", headers={"X-CSRFToken": good})
+            assert response.status_code == 415, (endpoint, "json with the token", response.status_code)
+            check(response, endpoint)
+        # A multipart form whose text field is a file: refused, never read as text.
+        response = client.post(url, data={"csrf_token": good, **{k: v for k, v in data.items() if k != "email"},
+                                          "email": (io.BytesIO(b"boss@clinic.test"), "email.txt")},
+                               content_type="multipart/form-data")
+        assert response.status_code == 400, (endpoint, "multipart file", response.status_code)
+        check(response, endpoint)
     with app.app_context():
         after = {m.__name__: db.session.scalar(select(func.count()).select_from(m)) for m in tables}
         assert after == before

@@ -248,7 +248,8 @@ def test_a_rate_limited_answer_carries_the_headers(configured):
 
 
 def test_over_https_in_production_hsts_and_secure_host_only_cookies(configured):
-    client = configured(ENV="production").test_client()
+    # Production refuses a short secret key and per-process rate-limit counters unless one process serves.
+    client = configured(ENV="production", SECRET_KEY="7dR2kQ9vXz4mL1pN8sB3cF6hJ0wT5yUe", SINGLE_PROCESS=True).test_client()
     base = "https://clinic.example"
     response = client.get("/", base_url=base)
     assert_hardened(response, "start over https", secure=True, production=True)

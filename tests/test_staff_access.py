@@ -35,6 +35,7 @@ ACCESS = {
     "staff.login": table("GET", 200, 200, 200, 200),
     "staff.logout": table("POST", 401, 302, 302, 302),
     "staff.extend": table("POST", 401, 302, 302, 302),
+    "staff.session_status": table("GET", 401, 200, 200, 200),  # asked by staff.js: JSON, never a redirect
     "staff.home": table("GET", LOGIN, 302, 302, 302),
     # the intake desk (practitioners may look, not act)
     "staff.desk": table("GET", LOGIN, 200, 200, 200),

@@ -11,6 +11,14 @@ from ..extensions import db
 from .accounts import SessionEnded, resume
 
 PUBLIC_ENDPOINTS = {"staff.login"}
+# A request the page makes by itself (staff.js asking how long the session has left) carries this header: it
+# never renews the idle timer and, signed out, gets a 401 rather than the sign-in page.
+AUTOMATIC_HEADER = "X-Screening-Automatic"
+
+
+def automatic() -> bool:
+    """Whether the page's own script sent this request, not the person using it."""
+    return request.headers.get(AUTOMATIC_HEADER) == "1" or request.endpoint == "staff.session_status"
 
 
 def roles(*names: str):
@@ -38,7 +46,7 @@ def load_staff_user() -> None:
         return
     try:
         g.staff_session, g.staff = resume(db.session, token, current_app.config["STAFF_IDLE"],
-                                          current_app.config["STAFF_LIFETIME"])
+                                          current_app.config["STAFF_LIFETIME"], touch=not automatic())
     except SessionEnded as ended:
         session.pop("staff", None)
         if ended.reason in ("idle", "lifetime"):
@@ -50,12 +58,14 @@ def guard():
     """Refuse every staff request that is not signed in with a role the view declares (deny by default)."""
     load_staff_user()
     endpoint = request.endpoint
+    if request.headers.get(AUTOMATIC_HEADER) == "1" and endpoint != "staff.session_status":
+        abort(400)  # the page's script asks only how long is left; it never loads (and so views) a page
     if endpoint in PUBLIC_ENDPOINTS or endpoint is None:
         return None
     view = current_app.view_functions.get(endpoint)
     allowed = getattr(view, "required_roles", None)
     if g.staff is None:
-        if request.method == "GET":
+        if request.method == "GET" and not automatic():
             return redirect(url_for("staff.login", next=request.path, expired=getattr(g, "session_ended", None)))
         abort(401)
     if not allowed or not g.staff.has_role(*allowed):

@@ -16,6 +16,7 @@ from ..models import StaffSession, StaffUser, utcnow
 
 ROLES = ("admin", "practitioner", "desk")
 MIN_PASSWORD = 12
+MAX_PASSWORD = 200  # the sign-in form's limit too: a longer password could never be typed in to sign in
 _hasher = PasswordHasher()  # argon2id with the library's current parameters
 _DUMMY = _hasher.hash("not a real password, used to spend the same time")
 
@@ -42,9 +43,11 @@ def normalise_email(email: str) -> str:
 
 
 def check_password(password: str) -> None:
-    """Refuse a password that is too short."""
+    """Refuse a password that is too short, or too long for the sign-in form to accept."""
     if len(password) < MIN_PASSWORD:
         raise AccountError(f"the password must have at least {MIN_PASSWORD} characters")
+    if len(password) > MAX_PASSWORD:
+        raise AccountError(f"the password must have at most {MAX_PASSWORD} characters (the sign-in form's limit)")
 
 
 def create_user(session: Session, email: str, name: str, roles: list[str], password: str) -> StaffUser:
@@ -58,7 +61,9 @@ def create_user(session: Session, email: str, name: str, roles: list[str], passw
     check_password(password)
     if session.scalar(select(StaffUser).where(StaffUser.email == email)):
         raise AccountError(f"an account for {email} exists already")
-    user = StaffUser(email=email, name=name.strip() or email, roles=",".join(sorted(set(roles))),
+    from ..questionnaire.forms import clean_text  # no control or bidirectional override in a name shown to staff
+
+    user = StaffUser(email=email, name=clean_text(name) or email, roles=",".join(sorted(set(roles))),
                      password_hash=_hasher.hash(password))
     session.add(user)
     session.flush()

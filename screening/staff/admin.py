@@ -165,7 +165,8 @@ def read_filters(form: AuditFilterForm, users: list[StaffUser]) -> tuple[AuditFi
         errors["date_to"] = _("The end date must be the same as or after the start date")
     page = 1
     if form.page.data:
-        if form.page.data.isdigit() and int(form.page.data) >= 1:
+        # isascii: "²" and other Unicode digits pass isdigit() but not int().
+        if form.page.data.isascii() and form.page.data.isdigit() and int(form.page.data) >= 1:
             page = int(form.page.data)
         else:
             errors["page"] = _("The page number must be a whole number, 1 or more")

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import hashlib
+import datetime as dt
 
-from flask import Blueprint, current_app, g, jsonify, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, current_app, g, jsonify, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 from flask_wtf import FlaskForm
 from wtforms import EmailField, PasswordField
 from wtforms.validators import Length, Optional
 
 from .. import audit
-from ..extensions import db, limiter
+from ..extensions import db
+from . import throttle
 from .access import guard, roles
 from ..models import utcnow
-from .accounts import authenticate, end_session, normalise_email, open_session
+from .accounts import MAX_PASSWORD, authenticate, end_session, open_session
 
 bp = Blueprint("staff", __name__, url_prefix="/staff")
 bp.before_request(guard)
@@ -26,16 +27,7 @@ class LoginForm(FlaskForm):
     """Email and password."""
 
     email = EmailField(validators=[Optional(), Length(max=254)])
-    password = PasswordField(validators=[Optional(), Length(max=200)])
-
-
-def _account_key() -> str:
-    email = normalise_email(request.form.get("email", ""))
-    return "account:" + hashlib.sha256(email.encode()).hexdigest()
-
-
-def _failed(response) -> bool:
-    return response.status_code == 401
+    password = PasswordField(validators=[Optional(), Length(max=MAX_PASSWORD)])
 
 
 def _safe_next(target: str | None) -> str | None:
@@ -45,21 +37,29 @@ def _safe_next(target: str | None) -> str | None:
     return None
 
 
+def hold_if_throttled(who: throttle.Attempt) -> None:
+    """Answer 429 (with Retry-After) when failed sign-ins for this account or network have reached a limit."""
+    wait = throttle.seconds_held(db.session, who)
+    if wait:
+        g.retry_after = wait
+        abort(429)
+
+
 @bp.route("/login", methods=["GET", "POST"])
-@limiter.limit(lambda: current_app.config["STAFF_LOGIN_LIMIT_ADDRESS"], methods=["POST"], deduct_when=_failed)
-@limiter.limit(lambda: current_app.config["STAFF_LOGIN_LIMIT_ACCOUNT"], methods=["POST"], deduct_when=_failed,
-               key_func=_account_key)
 def login():
-    """Sign in with email and password."""
+    """Sign in with email and password (failures are limited: staff/throttle.py)."""
     form = LoginForm()
     expired = request.args.get("expired")
     if request.method == "GET" or not form.validate_on_submit():
         status = 400 if request.method == "POST" else 200
         return render_template("staff/login.html", form=form, errors={}, expired=expired), status
+    # The limits are keyed on the validated form value, never on a raw field of the request.
+    who = throttle.attempt(form.email.data or "")
+    hold_if_throttled(who)
     user = authenticate(db.session, form.email.data or "", form.password.data or "")
     address = request.remote_addr or ""
     if user is None:
-        audit.record(db.session, "sign_in_failed", address=address)
+        audit.record(db.session, "sign_in_failed", detail=who.detail(), address=address)
         errors = {"email": _("Email or password is incorrect")}
         form.password.data = ""
         return render_template("staff/login.html", form=form, errors=errors,
@@ -90,6 +90,16 @@ def extend():
     if request.accept_mimetypes.best == "application/json":
         return jsonify(idle_seconds=int(current_app.config["STAFF_IDLE"].total_seconds()))
     return redirect(_safe_next(request.form.get("next")) or url_for("staff.home"))
+
+
+@bp.get("/session/status")
+@roles(*ALL_STAFF)
+def session_status():
+    """How long the session has before the idle time-out: the page's countdown asks; nothing is renewed."""
+    seen = g.staff_session.last_seen_at
+    seen = seen if seen.tzinfo else seen.replace(tzinfo=dt.timezone.utc)
+    left = current_app.config["STAFF_IDLE"] - (utcnow() - seen)
+    return jsonify(idle_seconds_left=max(0, int(left.total_seconds())))
 
 
 @bp.get("/")
