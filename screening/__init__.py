@@ -51,6 +51,13 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(staff_views.bp)
     check_every_view_declares_roles(app)
     app.cli.add_command(screening_cli)
+    if app.config["CHECK_KEYS"]:
+        from . import keycheck
+
+        # Keys that do not open the database's key canary stop start-up here (exit status 4, as for a broken
+        # rules file); a database out of reach is checked on the first request instead.
+        keycheck.check_at_start(app)
+        app.before_request(lambda: keycheck.check_on_request(app))
 
     if app.config["PDF_BACKGROUND"] == "thread":
         from .services import start_renderer

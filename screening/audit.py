@@ -13,7 +13,7 @@ from .models import AuditEvent, utcnow
 
 ACTIONS = {
     "sign_in", "sign_in_failed", "sign_out", "session_expired",
-    "view_submission", "view_pdf", "download_pdf", "print_pdf",
+    "view_submission", "view_pdf", "download_pdf", "print_pdf", "print_desk_sheet",
     "sign_off", "addendum", "mark_arrived",
     "account_created", "account_deactivated", "password_reset",
     "kiosk_start", "kiosk_stop",

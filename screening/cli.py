@@ -168,16 +168,19 @@ def render_pdfs(watch: bool, interval: float) -> None:
     import threading
 
     from .extensions import db
-    from .services import render_pending
+    from .services import Backoff, render_pending
 
     _idle_priority()
     stop = threading.Event()
+    backoff = None
     if watch:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
+        # A PDF that fails is tried again, later and later (PDF_RETRY_SECONDS doubling, at most PDF_RETRY_MAX_SECONDS).
+        backoff = Backoff(current_app.config["PDF_RETRY_SECONDS"], current_app.config["PDF_RETRY_MAX_SECONDS"])
     total, failed = 0, set()
     while True:
-        total += render_pending(db.session, current_app.config["CLINIC"], stop=stop, failed=failed)
+        total += render_pending(db.session, current_app.config["CLINIC"], stop=stop, failed=failed, backoff=backoff)
         if not watch or stop.wait(interval):
             break
     db.session.remove()

@@ -66,6 +66,17 @@ def from_environ(environ=None) -> dict:
         # (England, 2021) keeps adult health records 8 years after the last treatment; a clinic may keep
         # longer (insurer, other UK nations' guidance), never shorter without a reason.
         "RETENTION_YEARS": int(env.get("SCREENING_RETENTION_YEARS", "8")),
+        # Least privilege: the desk prints a desk sheet (no health data) unless the clinic lets it print the
+        # practitioner's full PDF; the client is told which (templates read it).
+        "DESK_FULL_PDF": env.get("SCREENING_DESK_FULL_PDF", "") in ("1", "true", "yes"),
+        # The keys are checked against the database's key canary at start-up (keycheck.py); set while a new
+        # SCREENING_INDEX_KEY is brought in by `rotate-keys`.
+        "CHECK_KEYS": env.get("SCREENING_CHECK_KEYS", "1") not in ("0", "false", "no"),
+        "INDEX_KEY_CHANGED": env.get("SCREENING_INDEX_KEY_CHANGED", "") in ("1", "true", "yes"),
+        # A PDF whose rendering failed is tried again after this many seconds, then twice as long each time up to
+        # the maximum; the renderer also sweeps for missing PDFs this often (services.Backoff).
+        "PDF_RETRY_SECONDS": float(env.get("SCREENING_PDF_RETRY_SECONDS", "30")),
+        "PDF_RETRY_MAX_SECONDS": float(env.get("SCREENING_PDF_RETRY_MAX_SECONDS", "900")),
     }
     if env.get("SCREENING_SECRET_KEY"):
         out["SECRET_KEY"] = env["SCREENING_SECRET_KEY"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import re
 import unicodedata
 from typing import Any
@@ -41,6 +42,7 @@ class Vault:
             raise VaultError("SCREENING_INDEX_KEY must be at least 32 characters; "
                              "make one with `flask --app wsgi screening new-key`")
         self._index_key = index_key.encode()
+        self._pdf_key = hmac.new(self._index_key, b"screening pdf digest key", hashlib.sha256).digest()
 
     def encrypt(self, data: bytes) -> bytes:
         """Return ``data`` encrypted and authenticated under the newest key."""
@@ -58,6 +60,19 @@ class Vault:
         """Return the keyed blind index of ``value`` (hex): equal values match, nothing else is revealed."""
         digest = hmac.new(self._index_key, f"{purpose}\0{value}".encode(), hashlib.sha256).hexdigest()
         return digest[:length]
+
+    def pdf_digest(self, data: bytes) -> str:
+        """Return the keyed digest (HMAC-SHA256, hex) stored beside a PDF to check it was not altered.
+
+        Keyed, not a plain SHA-256: the PDF is reproducible from a name, a date of birth and answers, so a plain
+        hash in a copy of the database would let anyone confirm a guess about who a submission belongs to. The
+        key is derived from SCREENING_INDEX_KEY (a key of its own for this purpose), which is never in the database.
+        """
+        return hmac.new(self._pdf_key, bytes(data), hashlib.sha256).hexdigest()
+
+    def pdf_intact(self, data: bytes | None, digest: str | None) -> bool:
+        """Whether ``data`` matches its stored keyed digest."""
+        return data is not None and digest is not None and hmac.compare_digest(self.pdf_digest(data), digest)
 
     def name_index(self, name: str) -> str:
         """Return the blind index of a name: one entry per word and per word-start of 3 letters or more.
@@ -99,6 +114,28 @@ def new_key() -> str:
 def vault() -> Vault:
     """Return the current app's vault."""
     return current_app.extensions["screening_vault"]
+
+
+def raw(column):
+    """Select an encrypted column's stored bytes, undecrypted (for lists that open each row with ``open_row``)."""
+    from sqlalchemy import type_coerce
+
+    return type_coerce(column, LargeBinary).label(f"{column.key}_raw")
+
+
+def open_row(column, data: bytes | None, row_id: int) -> tuple[Any, bool]:
+    """Decrypt one row's value of an encrypted ``column``: (the value, True), or (None, False) when it cannot be read.
+
+    A value no key opens (another key, or altered) is logged by row id only, and spoils only its own row of a list.
+    """
+    if data is None:
+        return None, True
+    try:
+        return column.type.load(vault().decrypt(data)), True
+    except (VaultError, ValueError):
+        logging.getLogger(__name__).error("%s.%s of row id %s cannot be decrypted with the configured keys",
+                                          column.class_.__tablename__, column.key, row_id)
+        return None, False
 
 
 class _Encrypted(TypeDecorator):

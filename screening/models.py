@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import Date, DateTime, Index, String, Text
+from sqlalchemy import Date, DateTime, Index, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .crypto import EncryptedBytes, EncryptedJSON, EncryptedText
@@ -67,7 +67,9 @@ class Submission(db.Model):
     name_index: Mapped[str] = mapped_column(Text, default="", index=True)
     dob_index: Mapped[str | None] = mapped_column(String(32), index=True)
     pdf: Mapped[bytes | None] = mapped_column(EncryptedBytes)
-    pdf_sha256: Mapped[str | None] = mapped_column(String(64))
+    # HMAC-SHA256 of the PDF under a key derived from the index key (crypto.Vault.pdf_digest), never a plain hash:
+    # the PDF is reproducible from public inputs and a guess, so a plain hash would say who the client is.
+    pdf_hmac: Mapped[str | None] = mapped_column(String(64))
     pdf_rendered_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 
@@ -130,7 +132,7 @@ class Review(db.Model):
     note: Mapped[str] = mapped_column(EncryptedText, default="")
     signed_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     pdf: Mapped[bytes | None] = mapped_column(EncryptedBytes)  # the signed-off version; the original stays
-    pdf_sha256: Mapped[str | None] = mapped_column(String(64))
+    pdf_hmac: Mapped[str | None] = mapped_column(String(64))  # keyed, as Submission.pdf_hmac
 
 
 class FlagAcknowledgement(db.Model):
@@ -180,3 +182,18 @@ class KioskSession(db.Model):
     started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     ended_by_id: Mapped[int | None] = mapped_column(db.ForeignKey("staff_user.id"))
     ended_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class KeyCanary(db.Model):
+    """One row that proves the configured keys are the database's (screening/keycheck.py).
+
+    ``sealed`` is a known text encrypted under the encryption keys; ``index_check`` its blind index under the
+    index key. At start-up the app opens it, and refuses to start with keys that do not.
+    """
+
+    __tablename__ = "key_canary"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    index_check: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -424,17 +424,23 @@ def _iso(value: Any) -> Any:
     raise TypeError(f"cannot write {type(value).__name__} as JSON")
 
 
+def _sha256(data: bytes | None) -> str | None:
+    return None if data is None else hashlib.sha256(data).hexdigest()
+
+
 def record_data(session: Session, submission: Submission) -> dict[str, Any]:
     """Return a submission and everything attached to it as plain data (dates as ISO 8601 text)."""
     from .staff.review_services import review_data
 
     review = review_data(session, submission.id)
-    review_pdf = session.execute(select(Review.pdf_sha256).where(Review.submission_id == submission.id)).first()
+    # The export's checksums are plain SHA-256 of the files written beside record.json, for the recipient to check
+    # them; the database keeps only keyed digests (a plain hash of a reproducible PDF would say who it is).
+    review_pdf = session.execute(select(Review.pdf).where(Review.submission_id == submission.id)).first()
     arrived = session.scalar(select(Arrival.at).where(Arrival.submission_id == submission.id))
     if review is not None:
         review = dict(review)
         review.pop("decision_text", None)
-        review["signed_off_pdf_sha256"] = review_pdf[0] if review_pdf else None
+        review["signed_off_pdf_sha256"] = _sha256(review_pdf[0] if review_pdf else None)
     return {
         "format": "screening-record/1",
         "reference": submission.reference,
@@ -447,7 +453,7 @@ def record_data(session: Session, submission: Submission) -> dict[str, Any]:
         "answers": submission.answers,
         "outcome": submission.outcome,
         "result": submission.result,
-        "pdf_sha256": submission.pdf_sha256,
+        "pdf_sha256": _sha256(submission.pdf),
         "review": review,
         "arrived_at": _aware(arrived),
     }

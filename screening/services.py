@@ -12,7 +12,7 @@ import threading
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -20,7 +20,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from . import questions as qd
 from .crypto import vault
 from .errors import DraftNotFound, IncompleteDraft, NotSigned, SaveFailed, SubmissionNotFound
-from .models import Draft, Submission, utcnow
+from .models import Draft, Review, Submission, utcnow
 from .rules import AnswersError, RuleSet, evaluate
 
 log = logging.getLogger(__name__)
@@ -200,7 +200,7 @@ def ensure_pdf(session: Session, submission: Submission, clinic: dict) -> bytes:
 
     data = render(report_context(submission, clinic))
     submission.pdf = data
-    submission.pdf_sha256 = hashlib.sha256(data).hexdigest()
+    submission.pdf_hmac = vault().pdf_digest(data)  # keyed: a plain hash of a reproducible PDF says who it is
     submission.pdf_rendered_at = utcnow()
     session.commit()
     return data
@@ -212,7 +212,7 @@ def pending_pdf_id(session: Session, *, skip: set[int] | frozenset[int] = frozen
     On PostgreSQL the row stays locked (``SKIP LOCKED``) until the caller commits, so that several
     renderers never take the same submission; SQLite has one writer at a time anyway.
     """
-    query = select(Submission.id).where(Submission.pdf_sha256.is_(None)).order_by(Submission.id.desc()).limit(1)
+    query = select(Submission.id).where(Submission.pdf_hmac.is_(None)).order_by(Submission.id.desc()).limit(1)
     if skip:
         query = query.where(Submission.id.not_in(skip))
     if session.get_bind().dialect.name == "postgresql":
@@ -220,29 +220,73 @@ def pending_pdf_id(session: Session, *, skip: set[int] | frozenset[int] = frozen
     return session.scalar(query)
 
 
-def render_pending(session: Session, clinic: dict, *, stop: threading.Event | None = None,
-                   failed: set[int] | None = None) -> int:
-    """Render every PDF still missing (after a crash, or in ``worker`` mode); return how many rendered.
+class Backoff:
+    """When to try a failed PDF again: after ``base`` seconds, then twice as long each time, at most ``cap``.
 
-    A PDF and its SHA-256 are stored in one transaction, so a process killed mid-render leaves the
+    Kept in memory by each renderer (thread or ``render-pdfs --watch``); a restart simply tries again at once.
+    """
+
+    def __init__(self, base: float = 30.0, cap: float = 900.0, clock=None):
+        import time
+
+        self.base, self.cap = float(base), float(cap)
+        self.clock = clock or time.monotonic
+        self._attempts: dict[int, int] = {}
+        self._next: dict[int, float] = {}
+        self._lock = threading.Lock()
+
+    def failed(self, submission_id: int) -> float:
+        """Record a failure; return the seconds until the next try."""
+        with self._lock:
+            n = self._attempts.get(submission_id, 0) + 1
+            self._attempts[submission_id] = n
+            delay = min(self.base * 2 ** (n - 1), self.cap)
+            self._next[submission_id] = self.clock() + delay
+            return delay
+
+    def succeeded(self, submission_id: int) -> None:
+        with self._lock:
+            self._attempts.pop(submission_id, None)
+            self._next.pop(submission_id, None)
+
+    def waiting(self) -> set[int]:
+        """The ids whose next try is not due yet."""
+        now = self.clock()
+        with self._lock:
+            return {i for i, at in self._next.items() if at > now}
+
+
+def render_pending(session: Session, clinic: dict, *, stop: threading.Event | None = None,
+                   failed: set[int] | None = None, backoff: Backoff | None = None) -> int:
+    """Render every PDF still missing (after a crash, a failure, or in ``worker`` mode); return how many rendered.
+
+    A PDF and its keyed digest are stored in one transaction, so a process killed mid-render leaves the
     submission pending, never half-written, and the next run renders it. Ids that fail are added to
-    ``failed`` and skipped (they render on the next request for them, or the next run).
+    ``failed``; without ``backoff`` they are skipped for the rest of this run, with it they are tried again
+    once their back-off has passed (the renderer thread's and ``render-pdfs --watch``'s sweeps).
     """
     rendered = 0
     failed = set() if failed is None else failed
     while stop is None or not stop.is_set():
-        submission_id = pending_pdf_id(session, skip=failed)
+        skip = backoff.waiting() if backoff is not None else failed
+        submission_id = pending_pdf_id(session, skip=skip)
         if submission_id is None:
             session.rollback()
             break
         try:
             ensure_pdf(session, session.get(Submission, submission_id), clinic)
             rendered += 1
-        except Exception:  # noqa: BLE001 - log every failure; the PDF renders on the next run or request
+            if backoff is not None:
+                backoff.succeeded(submission_id)
+        except Exception:  # noqa: BLE001 - log every failure; the PDF is tried again
             session.rollback()
             failed.add(submission_id)
-            log.exception("PDF rendering failed for submission id %s; it will render on the next request",
-                          submission_id)
+            if backoff is not None:
+                delay = backoff.failed(submission_id)
+                log.exception("PDF rendering failed for submission id %s; trying again in %.0f s", submission_id, delay)
+            else:
+                log.exception("PDF rendering failed for submission id %s; it will render on the next run or request",
+                              submission_id)
     return rendered
 
 
@@ -257,34 +301,60 @@ def lower_priority() -> None:
 _pdf_queue: "queue.Queue[tuple[Flask, int | None]]" = queue.Queue()
 _pdf_worker: threading.Thread | None = None
 _pdf_lock = threading.Lock()
+_sweep: dict[str, Any] = {"app": None, "backoff": None}  # the app whose missing PDFs the renderer sweeps for
+
+
+def _sweep_interval(app: Flask) -> float:
+    return float(app.config.get("PDF_RETRY_SECONDS", 30))
 
 
 def _render_queued() -> None:
     """Render queued PDFs one at a time, at a lower priority than the threads serving requests.
 
     ``None`` in place of a submission id means "every submission still without a PDF": queued when
-    the renderer starts, so that PDFs lost to a killed process are rendered after the restart.
+    the renderer starts, so that PDFs lost to a killed process are rendered after the restart. When the
+    every ``PDF_RETRY_SECONDS`` the renderer also sweeps for missing PDFs on its own: a PDF whose rendering
+    failed (a database outage, say) is tried again with back-off, without anyone asking.
     """
     lower_priority()
-    from .extensions import db
+    import time
 
+    last_sweep = time.monotonic()
     while True:
-        app, submission_id = _pdf_queue.get()
+        app = _sweep["app"]
+        if app is not None and time.monotonic() - last_sweep >= _sweep_interval(app):
+            _render_one(app, None)  # the sweep: every PDF still missing whose back-off has passed
+            last_sweep = time.monotonic()
+            continue
+        timeout = None if app is None else max(0.05, last_sweep + _sweep_interval(app) - time.monotonic())
         try:
-            with app.app_context():
-                try:
-                    if submission_id is None:
-                        render_pending(db.session, app.config["CLINIC"])
-                    else:
-                        ensure_pdf(db.session, db.session.get(Submission, submission_id), app.config["CLINIC"])
-                except Exception:  # noqa: BLE001 - log every failure; the PDF renders on the next request
-                    db.session.rollback()
-                    log.exception("PDF rendering failed for submission id %s; it will render on the next request",
-                                  submission_id)
-                finally:
-                    db.session.remove()
+            app, submission_id = _pdf_queue.get(timeout=timeout)
+        except queue.Empty:
+            continue
+        try:
+            _render_one(app, submission_id)
         finally:
             _pdf_queue.task_done()
+
+
+def _render_one(app: Flask, submission_id: int | None) -> None:
+    """Render one queued PDF, or (``None``) every one still missing; log a failure, which a later sweep retries."""
+    from .extensions import db
+
+    backoff = _sweep["backoff"] if _sweep["app"] is app else None
+    with app.app_context():
+        try:
+            if submission_id is None:
+                render_pending(db.session, app.config["CLINIC"], backoff=backoff)
+            else:
+                ensure_pdf(db.session, db.session.get(Submission, submission_id), app.config["CLINIC"])
+        except Exception:  # noqa: BLE001 - log every failure; the sweep tries again
+            db.session.rollback()
+            delay = backoff.failed(submission_id) if submission_id is not None and backoff else None
+            log.exception("PDF rendering failed for submission id %s; %s", submission_id,
+                          f"trying again in {delay:.0f} s" if delay else "the next sweep tries again")
+        finally:
+            db.session.remove()
 
 
 def _ensure_renderer() -> None:
@@ -296,14 +366,30 @@ def _ensure_renderer() -> None:
             _pdf_worker.start()
 
 
+def _sweeping(app: Flask) -> None:
+    if _sweep["app"] is not app:
+        config = app.config
+        _sweep["backoff"] = Backoff(float(config.get("PDF_RETRY_SECONDS", 30)),
+                                    float(config.get("PDF_RETRY_MAX_SECONDS", 900)))
+        _sweep["app"] = app
+
+
+def stop_sweeping() -> None:
+    """Stop the renderer's periodic sweeps (queued PDFs still render): for tests, whose apps come and go."""
+    _sweep["app"] = None
+    _sweep["backoff"] = None
+
+
 def start_renderer(app: Flask) -> None:
     """Start the process's renderer thread if needed and have it render every PDF still missing."""
+    _sweeping(app)
     _ensure_renderer()
     _pdf_queue.put((app, None))
 
 
 def render_later(app: Flask, submission_id: int) -> None:
     """Queue a submission's PDF for the process's single background renderer; never raises."""
+    _sweeping(app)
     _ensure_renderer()
     _pdf_queue.put((app, submission_id))
 
@@ -346,8 +432,16 @@ def rotate_keys(session: Session, batch: int = 100) -> dict[str, int]:
                 if model is Submission:
                     for column, value in keys.search_indexes(row.answers).items():
                         setattr(row, column, value)
+                if model in (Submission, Review) and row.pdf is not None:
+                    row.pdf_hmac = keys.pdf_digest(row.pdf)  # under the current index key
             last, done = rows[-1].id, done + len(rows)
             session.commit()
             session.expunge_all()
         counts[model.__tablename__] = done
+    # The key canary last: once it is under the newest keys, a start with only the new keys is accepted.
+    from .keycheck import CANARY_ID, canary_values
+    from .models import KeyCanary
+
+    session.execute(update(KeyCanary).where(KeyCanary.id == CANARY_ID).values(**canary_values(keys)))
+    session.commit()
     return counts

@@ -61,6 +61,15 @@ def runner(app):
 
 
 @pytest.fixture(autouse=True)
+def _no_sweeps_after_the_test():
+    """The renderer thread outlives a test's app: stop its periodic sweep for missing PDFs with the test."""
+    yield
+    from screening import services
+
+    services.stop_sweeping()
+
+
+@pytest.fixture(autouse=True)
 def _fresh_rate_limits(request):
     """Start every test that uses the app with empty sign-in rate limits."""
     if "app" in request.fixturenames:

@@ -85,7 +85,7 @@ def reset_database(env: dict) -> None:
     """Drop every table of the environment's database, Alembic's too (a shared PostgreSQL test database)."""
     from screening.extensions import db
 
-    app = orm_app(env)
+    app = orm_app(env, CHECK_KEYS=False)  # the database may hold another run's key canary
     with app.app_context():
         db.drop_all()
         with db.engine.begin() as conn:
@@ -424,7 +424,7 @@ def pdf_counts(app) -> tuple[int, int]:
     with app.app_context():
         try:
             total = db.session.scalar(select(func.count()).select_from(Submission))
-            rendered = db.session.scalar(select(func.count()).where(Submission.pdf_sha256.is_not(None)))
+            rendered = db.session.scalar(select(func.count()).where(Submission.pdf_hmac.is_not(None)))
         finally:
             db.session.remove()  # end the read at once: on SQLite an open read holds off the writers
     return total, rendered
@@ -443,9 +443,7 @@ def wait_for_pdfs(app, timeout: float, poll: float = 1.0) -> float | None:
 
 
 def stored_submissions(app) -> list[dict]:
-    """Every stored submission, read through the ORM: reference, name, and whether its PDF matches its SHA-256."""
-    import hashlib
-
+    """Every stored submission, read through the ORM: reference, name, and whether its PDF matches its keyed digest."""
     from sqlalchemy import select
 
     from screening.extensions import db
@@ -457,7 +455,7 @@ def stored_submissions(app) -> list[dict]:
             for s in db.session.scalars(select(Submission).order_by(Submission.id)):
                 out.append({"reference": s.reference, "name": s.answers.get("full_name"),
                             "signature": s.signature_name, "has_pdf": s.pdf is not None,
-                            "pdf_ok": s.pdf is not None and hashlib.sha256(s.pdf).hexdigest() == s.pdf_sha256})
+                            "pdf_ok": app.extensions["screening_vault"].pdf_intact(s.pdf, s.pdf_hmac)})
                 db.session.expunge(s)  # one PDF in memory at a time
         finally:
             db.session.remove()

@@ -22,6 +22,7 @@ from sqlalchemy import create_engine, func, inspect, select, text
 from sqlalchemy.engine import make_url
 
 from screening import audit, create_app, records, services
+from screening.crypto import vault
 from screening.extensions import db
 from screening.models import AuditEvent, Submission
 from tests.answers import clear_answers
@@ -67,12 +68,12 @@ class Writer(threading.Thread):
         try:
             with self.app.app_context():
                 base = services.find_submission(db.session, self.template)
-                skip = {"id", "reference", "pdf", "pdf_sha256", "submitted_at"}
+                skip = {"id", "reference", "pdf", "pdf_hmac", "submitted_at"}
                 fields = {a.key: getattr(base, a.key) for a in inspect(Submission).column_attrs if a.key not in skip}
                 while not self.stop.is_set() and len(self.committed) < WRITER_MAX:
                     ref = services.new_reference()
                     pdf = os.urandom(2048)
-                    sub = Submission(reference=ref, pdf=pdf, pdf_sha256=hashlib.sha256(pdf).hexdigest(), **fields)
+                    sub = Submission(reference=ref, pdf=pdf, pdf_hmac=vault().pdf_digest(pdf), **fields)
                     db.session.add(sub)
                     db.session.flush()
                     audit.record(db.session, "view_submission", submission_id=sub.id, detail=ref, commit=False)
@@ -102,7 +103,7 @@ def check_copy(copy_app, before: dict[str, str], writer: Writer) -> int:
         assert missing == [], f"{len(missing)} submission(s) committed before the backup are missing"
         for ref, name in before.items():
             sub = stored[ref]
-            assert sub.pdf is not None and hashlib.sha256(sub.pdf).hexdigest() == sub.pdf_sha256
+            assert vault().pdf_intact(sub.pdf, sub.pdf_hmac)
             if name is not None:
                 assert sub.answers["full_name"] == name and sub.signature_name == name
         # Consistency: the writer's rows in the copy are exactly a prefix of its commits, each with its audit event.

@@ -16,7 +16,7 @@ from sqlalchemy import select, text
 
 from screening import create_app, services
 from screening.config import ConfigError
-from screening.crypto import Vault, VaultError
+from screening.crypto import Vault, VaultError, vault
 from screening.extensions import db
 from screening.models import Addendum, Draft, Review, Submission
 from screening.staff.review_services import ListQuery, list_submissions
@@ -67,7 +67,8 @@ def store_everything(app) -> str:
         assert db.session.scalar(select(Draft)).answers["immunosuppressive_meds_details"] == MEDICINE
         submission = db.session.scalar(select(Submission).where(Submission.reference == reference))
         assert submission.answers["full_name"] == NAME and submission.signature_name == NAME
-        assert submission.pdf_sha256 == hashlib.sha256(submission.pdf).hexdigest()
+        assert vault().pdf_intact(submission.pdf, submission.pdf_hmac)
+        assert submission.pdf_hmac != hashlib.sha256(submission.pdf).hexdigest(), "keyed, not a plain hash"
     return reference
 
 
@@ -137,7 +138,7 @@ def test_rotate_keys_re_encrypts_everything_under_the_newest_key(database_url, t
     with only_new.app_context():
         submission = db.session.scalar(select(Submission).where(Submission.reference == reference))
         assert submission.answers["immunosuppressive_meds_details"] == MEDICINE
-        assert submission.pdf_sha256 == hashlib.sha256(submission.pdf).hexdigest()
+        assert vault().pdf_intact(submission.pdf, submission.pdf_hmac), "re-keyed under the new index key"
         assert db.session.scalar(select(Review)).note == NOTE
         assert db.session.scalar(select(Draft)).answers["full_name"] == NAME
         # The blind indexes were rebuilt under the new index key: the search still finds the client.
@@ -147,7 +148,9 @@ def test_rotate_keys_re_encrypts_everything_under_the_newest_key(database_url, t
         assert Fernet(new.encode()).decrypt(bytes(raw))
         db.session.remove()
         db.engine.dispose()
-    only_old = create_app({**settings, **TEST_KEYS})
+    with pytest.raises(ConfigError, match="SCREENING_ENCRYPTION_KEYS holds none of the keys"):
+        create_app({**settings, **TEST_KEYS})  # the key check was re-written under the new keys too
+    only_old = create_app({**settings, **TEST_KEYS, "CHECK_KEYS": False})  # past the check, every row refuses too
     with only_old.app_context():
         with pytest.raises(VaultError):
             db.session.scalar(select(Submission))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import os
 import signal
 import sqlite3
@@ -243,14 +242,14 @@ def _render_pdfs(env: dict, *args: str, **popen) -> subprocess.Popen:
 
 
 def _pdf_state(app) -> list[tuple[bool, bool]]:
-    """Per submission: (has a PDF, the PDF matches its stored SHA-256); a half-written row has one without the other."""
+    """Per submission: (has a PDF, the PDF matches its stored keyed digest); a half-written row has one without the other."""
     with app.app_context():
         try:
-            rows = db.session.execute(select(Submission.pdf, Submission.pdf_sha256)).all()
+            rows = db.session.execute(select(Submission.pdf, Submission.pdf_hmac)).all()
         finally:
             db.session.remove()
     return [(pdf is not None or sha is not None,
-             pdf is not None and sha is not None and hashlib.sha256(pdf).hexdigest() == sha) for pdf, sha in rows]
+             app.extensions["screening_vault"].pdf_intact(pdf, sha)) for pdf, sha in rows]
 
 
 def test_pdfs_lost_to_a_killed_renderer_are_rendered_by_the_next_run(setup):
@@ -329,7 +328,7 @@ def test_the_pdf_command_on_a_full_disk_leaves_no_partial_file(setup, tmp_path, 
     assert result.exit_code == 0, result.output
     data = target.read_bytes()
     assert data.startswith(b"%PDF-")
-    assert [(s.pdf, s.pdf_sha256) for s in _submissions(app)] == [(data, hashlib.sha256(data).hexdigest())]
+    assert [(s.pdf, s.pdf_hmac) for s in _submissions(app)] == [(data, app.extensions["screening_vault"].pdf_digest(data))]
     assert sorted(p.name for p in folder.iterdir()) == ["report.pdf"]
 
 

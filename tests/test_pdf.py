@@ -1,7 +1,6 @@
 """The practitioner PDF: contents, determinism, archival tagging, failure handling, the CLI."""
 
 import datetime as dt
-import hashlib
 import io
 import logging
 import re
@@ -13,6 +12,7 @@ from sqlalchemy import select
 from screening import pdf as pdf_module
 from screening import questions as qd
 from screening import services
+from screening.crypto import vault
 from screening.display import format_answer
 from screening.extensions import db
 from screening.models import Submission
@@ -70,7 +70,7 @@ def test_pdf_holds_outcome_flags_answers_reference_and_page_numbers(app, client,
             assert f"Page {n} of {pages}" in text
         assert "Not asked" in text
         assert row.rules_digest in text.replace(" ", "") or row.rules_digest[:16] in text
-        assert row.pdf_sha256 == hashlib.sha256(data).hexdigest()
+        assert vault().pdf_intact(data, row.pdf_hmac)
 
 
 def test_same_record_renders_identical_bytes(app, client):
@@ -136,7 +136,7 @@ def test_submit_does_not_wait_for_rendering_and_a_failure_keeps_the_submission(d
         assert fh.read(4) == b"%PDF"
     with app.app_context():
         row = submission(app, reference)
-        assert row.pdf is not None and row.pdf_sha256 == hashlib.sha256(row.pdf).hexdigest()
+        assert vault().pdf_intact(row.pdf, row.pdf_hmac)
         db.session.remove()
         db.drop_all()
         db.engine.dispose()
@@ -165,9 +165,9 @@ def test_pdf_cli_unknown_reference(runner, tmp_path):
 def test_no_public_route_serves_pdfs_or_submissions(app):
     """Outside the signed-in staff area there are only the questionnaire's own pages."""
     rules = sorted(str(r) for r in app.url_map.iter_rules() if not str(r).startswith("/staff/"))
-    assert rules == sorted(["/", "/start", "/q/<page_id>", "/check", "/declaration", "/done", "/expired", "/logo",
-                            "/static/<path:filename>", "/kiosk/exit", "/kiosk/reset", "/kiosk/alive",
-                            "/accessibility"])
+    assert rules == sorted(["/", "/start", "/q/<page_id>", "/q/under-18", "/check", "/declaration", "/done",
+                            "/expired", "/logo", "/static/<path:filename>", "/kiosk/exit", "/kiosk/reset",
+                            "/kiosk/alive", "/accessibility"])
 
 
 def test_render_pdfs_renders_every_missing_pdf_and_reports_failures(app, runner, monkeypatch):
@@ -188,13 +188,13 @@ def test_render_pdfs_renders_every_missing_pdf_and_reports_failures(app, runner,
     assert result.exit_code == 1 and "rendered 1 PDF(s); 1 failed" in result.output
     with app.app_context():
         assert submission(app, references[0]).pdf is None
-        assert submission(app, references[1]).pdf_sha256 is not None
+        assert submission(app, references[1]).pdf_hmac is not None
     monkeypatch.undo()
     result = runner.invoke(args=["screening", "render-pdfs"])
     assert result.exit_code == 0 and "rendered 1 PDF(s)" in result.output
     with app.app_context():
         row = db.session.get(Submission, broken_id)
-        assert row.pdf_sha256 == hashlib.sha256(row.pdf).hexdigest()
+        assert vault().pdf_intact(row.pdf, row.pdf_hmac)
     assert runner.invoke(args=["screening", "render-pdfs"]).output.strip() == "rendered 0 PDF(s)"
 
 
@@ -212,7 +212,7 @@ def test_a_new_process_renders_the_pdfs_a_killed_one_left(database_url):
     services.wait_for_pdfs()
     with left.app_context():
         row = submission(left, reference)
-        assert row.pdf is not None and row.pdf_sha256 == hashlib.sha256(row.pdf).hexdigest()
+        assert vault().pdf_intact(row.pdf, row.pdf_hmac)
         db.session.remove()
         db.drop_all()
         db.engine.dispose()

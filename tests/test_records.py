@@ -312,7 +312,6 @@ def test_export_writes_the_record_as_json_and_its_pdfs(app, runner, tmp_path):
         assert submission.pdf is None  # not rendered yet: the export renders it
         stored = {"answers": submission.answers, "result": submission.result, "signature": submission.signature_name,
                   "id": submission.id}
-        signed_sha = db.session.scalar(select(Review.pdf_sha256).where(Review.submission_id == submission.id))
         db.session.remove()
 
     out = tmp_path / "requests"
@@ -339,12 +338,17 @@ def test_export_writes_the_record_as_json_and_its_pdfs(app, runner, tmp_path):
     assert data["arrived_at"] is not None
 
     with app.app_context():
-        pdf_sha = db.session.scalar(select(Submission.pdf_sha256).where(Submission.reference == reference))
+        pdf, pdf_hmac = db.session.execute(select(Submission.pdf, Submission.pdf_hmac)
+                                           .where(Submission.reference == reference)).one()
+        signed, signed_hmac = db.session.execute(select(Review.pdf, Review.pdf_hmac)).one()
         db.session.remove()
-    assert hashlib.sha256((folder / "submission.pdf").read_bytes()).hexdigest() == pdf_sha == data["pdf_sha256"]
+    # The export carries plain SHA-256 checksums of the files it wrote; the database, keyed digests only.
+    assert (folder / "submission.pdf").read_bytes() == pdf and (folder / "signed-off.pdf").read_bytes() == signed
+    assert hashlib.sha256(pdf).hexdigest() == data["pdf_sha256"] != pdf_hmac
+    assert app.extensions["screening_vault"].pdf_intact(pdf, pdf_hmac)
     assert (folder / "submission.pdf").read_bytes().startswith(b"%PDF-")
-    assert hashlib.sha256((folder / "signed-off.pdf").read_bytes()).hexdigest() == signed_sha
-    assert review["signed_off_pdf_sha256"] == signed_sha
+    assert hashlib.sha256(signed).hexdigest() == review["signed_off_pdf_sha256"] != signed_hmac
+    assert app.extensions["screening_vault"].pdf_intact(signed, signed_hmac)
 
     [exported] = events(app, action="exported")
     assert (exported.detail, exported.actor_id, exported.submission_id) == (

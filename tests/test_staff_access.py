@@ -37,19 +37,22 @@ ACCESS = {
     "staff.extend": table("POST", 401, 302, 302, 302),
     "staff.session_status": table("GET", 401, 200, 200, 200),  # asked by staff.js: JSON, never a redirect
     "staff.home": table("GET", LOGIN, 302, 302, 302),
-    # the intake desk (practitioners may look, not act)
+    # the intake desk (practitioners may look, not act); the desk prints a desk sheet (no health data), and the
+    # full PDF only where SCREENING_DESK_FULL_PDF allows it (tests/test_least_privilege.py)
     "staff.desk": table("GET", LOGIN, 200, 200, 200),
     "staff.arrived": table("POST", 401, 302, DENIED, 302),
-    "staff.desk_pdf": table("GET", LOGIN, 200, 200, 200),
+    "staff.desk_sheet_page": table("GET", LOGIN, 200, 200, 200),
+    "staff.desk_pdf": table("GET", LOGIN, DENIED, 200, DENIED),
     "staff.kiosk_start": table("POST", 401, 302, DENIED, 302),
     # admin pages
     "staff.users": table("GET", LOGIN, DENIED, DENIED, 200),
     "staff.deactivate": table("POST", 401, DENIED, DENIED, 302),
     "staff.audit_trail": table("GET", LOGIN, DENIED, DENIED, 200),
-    # the practitioner's review (screening/staff/review.py): desk staff see none of it, only a practitioner signs
-    "staff.submissions": table("GET", LOGIN, DENIED, 200, 200),
-    "staff.submission": table("GET", LOGIN, DENIED, 200, 200),
-    "staff.submission_pdf": table("GET", LOGIN, DENIED, 200, 200),
+    # the practitioner's review (screening/staff/review.py): records are for practitioners only (an admin reads
+    # them only if also a practitioner); only a practitioner signs
+    "staff.submissions": table("GET", LOGIN, DENIED, 200, DENIED),
+    "staff.submission": table("GET", LOGIN, DENIED, 200, DENIED),
+    "staff.submission_pdf": table("GET", LOGIN, DENIED, 200, DENIED),
     "staff.sign_off": table("POST", 401, DENIED, RAN, DENIED),
     "staff.addendum": table("POST", 401, DENIED, RAN, DENIED),
 }

@@ -99,6 +99,7 @@ def test_the_arrival_service_keeps_one_row(app):
 
 
 def test_pdf_opens_inline_for_the_desk_and_is_audited(app, desk_client):
+    app.config["DESK_FULL_PDF"] = True  # the clinic lets its desk print full PDFs (off by default)
     reference = submit(app, "Pia Printed", TODAY)
     response = desk_client.get(f"/staff/desk/{reference}/pdf")
     assert response.status_code == 200
@@ -118,14 +119,14 @@ def test_pdf_opens_inline_for_the_desk_and_is_audited(app, desk_client):
 def test_wrong_reference_is_the_same_404(app, desk_client, reference):
     tomorrow = submit(app, "Tom Tomorrow", TODAY + dt.timedelta(days=1))
     reference = tomorrow if reference == "TOMORROW" else reference  # not on today's list: not the desk's
-    missing = desk_client.get("/staff/desk/ZZZZ-ZZZZ/pdf")
-    for url in (f"/staff/desk/{reference}/pdf",):
+    missing = desk_client.get("/staff/desk/ZZZZ-ZZZZ/sheet")
+    for url in (f"/staff/desk/{reference}/sheet",):
         response = desk_client.get(url)
         assert response.status_code == 404
         assert response.text == missing.text
     token = csrf_token(desk_client.get("/staff/desk").text)
     assert desk_client.post(f"/staff/desk/{reference}/arrived", data={"csrf_token": token}).status_code == 404
-    assert count(app, Arrival) == 0 and count(app, AuditEvent, action="print_pdf") == 0
+    assert count(app, Arrival) == 0 and count(app, AuditEvent, action="print_desk_sheet") == 0
 
 
 def test_practitioner_sees_the_desk_but_does_not_act(app, client):

@@ -315,7 +315,7 @@ def test_the_record_lists_who_has_viewed_it(app):
     reference = submit(app)
     pat = sign_in(app)
     pat.get(f"/staff/submissions/{reference}")
-    ada = sign_in(app, "admin@clinic.test", ("admin",), "Ada Admin")
+    ada = sign_in(app, "admin@clinic.test", ("admin", "practitioner"), "Ada Admin")
     page = ada.get(f"/staff/submissions/{reference}").text
     viewers = page.split('id="viewers-title"', 1)[1]
     assert "Pat Practitioner —" in viewers and "Ada Admin —" in viewers and "UTC" in viewers
@@ -339,16 +339,22 @@ def test_desk_staff_see_none_of_the_practitioner_pages(app):
     assert [e.action for e in row(app, AuditEvent) if e.submission_id] == []
 
 
-def test_an_admin_reads_but_cannot_sign_off(app):
-    reference = submit(app)
+def test_an_admin_reads_no_record_unless_also_a_practitioner(app):
+    """Least privilege (issue 11 #6): the admin role manages accounts and the audit trail; records are for
+    practitioners, and an admin reads them only if the account is a practitioner's too."""
+    reference = submit(app, TODAY)
     admin = sign_in(app, "admin@clinic.test", ("admin",), "Ada Admin")
-    page = admin.get(f"/staff/submissions/{reference}")
-    assert page.status_code == 200 and "Only a practitioner can sign off" in page.text
-    assert "/sign-off" not in page.text.split('id="sign-off-title"', 1)[1]
-    assert admin.get("/staff/submissions").status_code == 200
-    response = admin.post(f"/staff/submissions/{reference}/sign-off",
-                          data={"csrf_token": csrf_token(page.text), "decision": "proceed"})
+    csrf = csrf_token(admin.get("/staff/login").text)
+    for url in ("/staff/submissions", f"/staff/submissions/{reference}", f"/staff/submissions/{reference}/pdf",
+                f"/staff/desk/{reference}/pdf"):
+        response = admin.get(url)
+        assert response.status_code == 403 and "Ann Example" not in response.text, url
+    assert admin.post("/staff/submissions", data={"csrf_token": csrf, "name": "ann"}).status_code == 403
+    response = admin.post(f"/staff/submissions/{reference}/sign-off", data={"csrf_token": csrf, "decision": "proceed"})
     assert response.status_code == 403 and row(app, Review) == []
+    assert [e.action for e in row(app, AuditEvent) if e.submission_id] == []
+    both = sign_in(app, "ap@clinic.test", ("admin", "practitioner"), "Ava Both")
+    assert both.get(f"/staff/submissions/{reference}").status_code == 200
 
 
 # -- sign-off -------------------------------------------------------------------------------------------
@@ -545,9 +551,11 @@ def test_the_signed_off_pdf_is_a_new_version_and_the_original_is_unchanged(app):
     again = client.get(f"/staff/submissions/{reference}/pdf?version=signed&download=1")
     assert again.data == signed.data and again.headers["Content-Disposition"].startswith("attachment")
     [stored] = row(app, Submission, reference=reference)
-    assert stored.pdf == original and stored.pdf_sha256 == hashlib.sha256(original).hexdigest()
+    keys = app.extensions["screening_vault"]
+    assert stored.pdf == original and keys.pdf_intact(original, stored.pdf_hmac)
     [review] = row(app, Review)
-    assert review.pdf == signed.data and review.pdf_sha256 == hashlib.sha256(signed.data).hexdigest()
+    assert review.pdf == signed.data and keys.pdf_intact(signed.data, review.pdf_hmac)
+    assert review.pdf_hmac != hashlib.sha256(signed.data).hexdigest(), "keyed, not a plain hash"
     assert client.get(f"/staff/submissions/{reference}/pdf").data == original
 
 

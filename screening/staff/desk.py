@@ -7,19 +7,21 @@ import io
 from dataclasses import dataclass
 
 from flask import abort, current_app, g, redirect, render_template, request, send_file, session, url_for
+from flask_babel import gettext as _
 from flask_wtf import FlaskForm
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from .. import audit, kiosk, services
+from ..crypto import VaultError, open_row, raw
 from ..errors import SubmissionNotFound
 from ..extensions import db
-from ..models import Arrival, StaffUser, Submission
+from ..models import Arrival, Review, StaffUser, Submission
 from .access import roles
 from .views import bp
 
-# Practitioners may look at the desk list and open a PDF from it; only the desk (and admins) act on it.
+# Practitioners may look at the desk list and open the full PDF from it; only the desk (and admins) act on it.
 VIEW_ROLES = ("desk", "admin", "practitioner")
 ACT_ROLES = ("desk", "admin")
 
@@ -40,18 +42,25 @@ class DeskRow:
     name: str
     submitted_at: dt.datetime
     arrived_at: dt.datetime | None
+    readable: bool = True  # False: the row will not decrypt with the configured keys (shown as such, alone)
+    pdf_ready: bool = True  # False: the PDF is still being rendered ("PDF pending")
 
 
 def todays_clients(session: Session, day: dt.date) -> list[DeskRow]:
     """Return the clients whose appointment is on ``day``, earliest submission first."""
     rows = session.execute(
-        select(Submission.reference, Submission.answers, Submission.submitted_at, Arrival.at)
+        select(Submission.id, Submission.reference, raw(Submission.answers), Submission.submitted_at, Arrival.at,
+               Submission.pdf_hmac.is_not(None))
         .outerjoin(Arrival, Arrival.submission_id == Submission.id)
         .where(Submission.appointment_date == day)
         .order_by(Submission.submitted_at, Submission.id)
     )
-    return [DeskRow(reference, (answers or {}).get("full_name", ""), submitted_at, arrived_at)
-            for reference, answers, submitted_at, arrived_at in rows]
+    out = []
+    for submission_id, reference, sealed, submitted_at, arrived_at, pdf_ready in rows:
+        answers, readable = open_row(Submission.answers, sealed, submission_id)
+        out.append(DeskRow(reference, (answers or {}).get("full_name", ""), submitted_at, arrived_at, readable,
+                           bool(pdf_ready)))
+    return out
 
 
 def find_todays(session: Session, reference: str, day: dt.date) -> Submission:
@@ -85,6 +94,50 @@ def pdf_to_print(session: Session, submission: Submission, clinic: dict, by: Sta
     return data
 
 
+def may_open_full_pdf(user: StaffUser) -> bool:
+    """Whether ``user`` may open the practitioner's full PDF from the desk (answers, outcome, flags).
+
+    Practitioners may. Desk staff and admins only when the clinic has turned SCREENING_DESK_FULL_PDF on (and the
+    client-facing pages then say so): least privilege, the desk otherwise prints the desk sheet.
+    """
+    return user.has_role("practitioner") or bool(current_app.config["DESK_FULL_PDF"])
+
+
+@dataclass(frozen=True)
+class DeskSheet:
+    """What the desk prints for an appointment: who, when, and where the screening stands. No health data:
+    no answers, no outcome, no flags, no decision."""
+
+    reference: str
+    name: str
+    dob: str | None
+    appointment_date: dt.date
+    submitted_at: dt.datetime
+    signed_off: bool
+    arrived_at: dt.datetime | None
+
+
+def desk_sheet(session: Session, reference: str, day: dt.date, by: StaffUser, address: str) -> DeskSheet:
+    """Return today's desk sheet for ``reference`` and audit it; raise SubmissionNotFound, or VaultError for a row
+    that will not decrypt."""
+    row = session.execute(
+        select(Submission.id, Submission.reference, raw(Submission.answers), Submission.appointment_date,
+               Submission.submitted_at, Review.id.label("review_id"), Arrival.at.label("arrived_at"))
+        .outerjoin(Review, Review.submission_id == Submission.id)
+        .outerjoin(Arrival, Arrival.submission_id == Submission.id)
+        .where(Submission.reference == services.normalise_reference(reference))
+    ).first()
+    if row is None or row.appointment_date != day:
+        raise SubmissionNotFound()
+    answers, readable = open_row(Submission.answers, row.answers_raw, row.id)
+    if not readable:
+        raise VaultError("this record cannot be decrypted with the configured keys")
+    audit.record(session, "print_desk_sheet", actor_id=by.id, submission_id=row.id, address=address)
+    return DeskSheet(reference=row.reference, name=answers.get("full_name", ""), dob=answers.get("dob"),
+                     appointment_date=row.appointment_date, submitted_at=row.submitted_at,
+                     signed_off=row.review_id is not None, arrived_at=row.arrived_at)
+
+
 # -- views ---------------------------------------------------------------------------------
 
 
@@ -95,6 +148,16 @@ def _todays_or_404(reference: str) -> Submission:
         abort(404)
 
 
+@bp.errorhandler(VaultError)
+def unreadable(exc):
+    """A record that will not decrypt with the configured keys: say so; the log has the row id (open_row), never data."""
+    current_app.logger.error("a staff page met a record that cannot be decrypted (%s)", request.endpoint)
+    return render_template("errors/error.html", title=_("This record cannot be read"),
+                           paragraphs=[_("It will not decrypt with the keys the app is configured with. "
+                                         "Tell the person who manages the keys; the rest of the records are not affected.")],
+                           back=url_for(".home"), back_text=_("Back to the staff home page")), 500
+
+
 @bp.get("/desk")
 @roles(*VIEW_ROLES)
 def desk():
@@ -103,7 +166,8 @@ def desk():
     # greets clients, marks arrivals and prints the PDF for the practitioner, who reads the outcome and talks
     # it through with the client. So the desk sees only that the screening was received.
     return render_template("staff/desk.html", clients=todays_clients(db.session, today()), day=today(),
-                           form=FlaskForm(), can_act=g.staff.has_role(*ACT_ROLES), kiosk_idle=kiosk.idle_words())
+                           form=FlaskForm(), can_act=g.staff.has_role(*ACT_ROLES), kiosk_idle=kiosk.idle_words(),
+                           full_pdf=may_open_full_pdf(g.staff))
 
 
 @bp.post("/desk/<reference>/arrived")
@@ -115,10 +179,23 @@ def arrived(reference: str):
     return redirect(url_for(".desk") + f"#client-{submission.reference}")
 
 
+@bp.get("/desk/<reference>/sheet")
+@roles(*VIEW_ROLES)
+def desk_sheet_page(reference: str):
+    """Show today's desk sheet for a client, to print: no health data."""
+    try:
+        sheet = desk_sheet(db.session, reference, today(), g.staff, request.remote_addr or "")
+    except SubmissionNotFound:
+        abort(404)
+    return render_template("staff/desk_sheet.html", sheet=sheet)
+
+
 @bp.get("/desk/<reference>/pdf")
 @roles(*VIEW_ROLES)
 def desk_pdf(reference: str):
-    """Open a client's PDF in the browser, to print for the practitioner."""
+    """Open a client's full PDF in the browser: practitioners, or the desk where the clinic allows it."""
+    if not may_open_full_pdf(g.staff):
+        abort(403)
     submission = _todays_or_404(reference)
     data = pdf_to_print(db.session, submission, current_app.config["CLINIC"], g.staff, request.remote_addr or "")
     response = send_file(io.BytesIO(data), mimetype="application/pdf", as_attachment=False,

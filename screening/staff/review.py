@@ -26,7 +26,9 @@ from . import review_services as rs
 from .access import roles
 from .views import bp
 
-READ_ROLES = ("practitioner", "admin")
+# Least privilege: records (answers, outcome, flags, PDFs) are for practitioners. An admin reads them only if they
+# are a practitioner too (the roles of one account add up); the admin role alone manages accounts and the audit trail.
+READ_ROLES = ("practitioner",)
 SIGN_ROLES = ("practitioner",)
 
 

@@ -8,7 +8,6 @@ or a rule id (a rule id says what is wrong with the client).
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased, defer
 
 from .. import audit
-from ..crypto import vault
+from ..crypto import open_row, raw, vault
 from ..errors import SubmissionNotFound
 from ..models import Addendum, AuditEvent, FlagAcknowledgement, Review, StaffUser, Submission, utcnow
 from ..pdf import render, report_context
@@ -98,6 +97,8 @@ class ListRow:
     open_ended: bool
     decision: str | None
     signed_at: dt.datetime | None
+    readable: bool = True  # False: the row will not decrypt with the configured keys
+    pdf_ready: bool = True  # False: the PDF is still being rendered ("PDF pending")
 
     @property
     def status(self) -> str:
@@ -176,25 +177,33 @@ def list_submissions(session: Session, query: ListQuery, per_page: int = PER_PAG
     pages = max(1, math.ceil(total / per_page))
     page = min(max(1, query.page), pages)
     rows = select(
-        Submission.id, Submission.reference, Submission.answers, Submission.appointment_date, Submission.outcome,
-        Submission.result, Review.decision, Review.signed_at,
+        Submission.id, Submission.reference, raw(Submission.answers), Submission.appointment_date, Submission.outcome,
+        raw(Submission.result), Review.decision, Review.signed_at, Submission.pdf_hmac.is_not(None).label("pdf_ready"),
     ).outerjoin(Review, Review.submission_id == Submission.id).where(*_conditions(query))
     if query.day is None:
         rows = rows.order_by(Submission.appointment_date.desc(), Submission.id.desc())
         rows = rows.limit(per_page).offset((page - 1) * per_page)
-    out = [
-        (r.id, ListRow(reference=r.reference, name=r.answers.get("full_name", ""),
-                       dob=dt.date.fromisoformat(r.answers["dob"]) if r.answers.get("dob") else None,
-                       appointment_date=r.appointment_date, outcome=r.outcome,
-                       earliest_date=dt.date.fromisoformat(r.result["earliest_date"])
-                       if r.result.get("earliest_date") else None,
-                       open_ended=bool(r.result.get("open_ended")), decision=r.decision, signed_at=r.signed_at))
-        for r in session.execute(rows)
-    ]
+    out = [(r.id, _list_row(r)) for r in session.execute(rows)]
     if query.day is not None:
         out.sort(key=lambda pair: (" ".join(pair[1].name.split()).casefold(), pair[0]))
         out = out[(page - 1) * per_page:page * per_page]
     return ListPage(rows=[row for _id, row in out], total=total, page=page, pages=pages, per_page=per_page)
+
+
+def _list_row(r) -> ListRow:
+    """One row of the list, decrypted here: a row that will not decrypt is shown as such, alone, and logged by id."""
+    answers, answers_ok = open_row(Submission.answers, r.answers_raw, r.id)
+    result, result_ok = open_row(Submission.result, r.result_raw, r.id)
+    if not (answers_ok and result_ok):
+        return ListRow(reference=r.reference, name="", dob=None, appointment_date=r.appointment_date,
+                       outcome=r.outcome, earliest_date=None, open_ended=False, decision=r.decision,
+                       signed_at=r.signed_at, readable=False, pdf_ready=bool(r.pdf_ready))
+    return ListRow(reference=r.reference, name=answers.get("full_name", ""),
+                   dob=dt.date.fromisoformat(answers["dob"]) if answers.get("dob") else None,
+                   appointment_date=r.appointment_date, outcome=r.outcome,
+                   earliest_date=dt.date.fromisoformat(result["earliest_date"]) if result.get("earliest_date") else None,
+                   open_ended=bool(result.get("open_ended")), decision=r.decision, signed_at=r.signed_at,
+                   pdf_ready=bool(r.pdf_ready))
 
 
 # -- one record ------------------------------------------------------------------------
@@ -419,7 +428,7 @@ def render_signed_off_pdf(session: Session, submission: Submission, clinic: dict
     data = render(report_context(submission, clinic, review=review_data(session, submission.id)))
     # Only the first rendering is kept: two people opening it at once both get the stored bytes.
     session.execute(update(Review).where(Review.id == review_id, Review.pdf.is_(None))
-                    .values(pdf=data, pdf_sha256=hashlib.sha256(data).hexdigest()))
+                    .values(pdf=data, pdf_hmac=vault().pdf_digest(data)))
     session.commit()
     return session.scalar(select(Review.pdf).where(Review.id == review_id))
 
