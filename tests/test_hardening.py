@@ -528,3 +528,18 @@ def test_starting_kiosk_mode_ends_the_staff_session_and_says_to_close_other_tabs
     assert other_tab.get("/staff/desk").status_code == 302
     with app.app_context():
         assert db.session.scalar(select(StaffSession.ended_at)) is not None
+
+
+def test_a_rate_limit_store_failing_while_running_does_not_break_the_public_form(app, client, monkeypatch):
+    """Redis going away after start-up: the start page works without its limit rather than answering 500."""
+    import redis as redis_client
+
+    from screening.extensions import limiter
+
+    def store_gone(*_args, **_kwargs):
+        raise redis_client.exceptions.ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(limiter.limiter, "hit", store_gone)
+    monkeypatch.setattr(limiter.limiter, "test", store_gone)
+    response = client.post("/start", data={"csrf_token": csrf_token(client.get("/").text), "action": "start"})
+    assert response.status_code == 302
