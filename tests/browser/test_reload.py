@@ -56,3 +56,42 @@ def test_nothing_is_kept_in_the_browser_after_sending(server, open_client, answe
         client.button("Continue")
     expect(page).to_have_url(re.compile(r"/check$"))
     assert page.evaluate("() => Object.keys(sessionStorage).filter(k => k.startsWith('typed:'))") == []
+
+
+def test_the_pages_added_for_newcomers_are_accessible(server, open_client, answers):
+    """The under-18 notice, the page after stopping, Back after sending and the accessibility statement:
+    axe-core finds nothing, on a phone."""
+    client = open_client("newcomer-pages", "touch", viewport={"width": 390, "height": 844}, is_mobile=True,
+                         has_touch=True)
+    page = client.page
+    page.goto(server.url + "/accessibility")
+    client.look("accessibility-statement")
+    page.goto(server.url + "/")
+    client.start()
+    young = answers(dob="2010-01-01")
+    client.fill(qd.PAGE_BY_ID["about-you"], young)
+    client.button("Continue")
+    client.fill(qd.PAGE_BY_ID["appointment"], young)
+    client.button("Continue")
+    expect(page).to_have_url(re.compile(r"/q/under-18\?next=pregnancy$"))
+    client.look("under-18")
+    client.button("Stop and delete my answers")
+    client.look("stopped")
+    expect(page.locator("h1")).to_have_text("Your answers have been deleted")
+
+    page.goto(server.url + "/")
+    client.start()
+    given = answers()
+    for page_def in qd.PAGES:
+        client.fill(page_def, given)
+        client.button("Continue")
+    client.link("Continue to declaration")
+    client.tick_box("confirm")
+    client.text("signature", given["full_name"])
+    client.button("Sign and send")
+    reference = page.locator(".reference").inner_text().strip()
+    page.go_back()
+    page.reload()
+    client.look("already-sent")
+    expect(page.locator(".reference")).to_have_text(reference)
+    client.assert_accessible()
