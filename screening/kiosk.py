@@ -38,7 +38,7 @@ from .errors import DraftNotFound
 from .extensions import db
 from .models import Draft, KioskSession, StaffSession, StaffUser, utcnow
 from .staff import throttle
-from .staff.accounts import MAX_PASSWORD, authenticate
+from .staff.accounts import MAX_EMAIL, MAX_PASSWORD, authenticate
 
 # Registered inside the questionnaire blueprint, so its endpoints are ``questionnaire.kiosk.*``.
 bp = Blueprint("kiosk", __name__, url_prefix="/kiosk")
@@ -255,7 +255,7 @@ def _idle_words(seconds: int) -> str:
 class ExitForm(FlaskForm):
     """The email and password of a desk or admin account."""
 
-    email = EmailField(validators=[Optional(), Length(max=254)])
+    email = EmailField(validators=[Optional(), Length(max=MAX_EMAIL)])
     password = PasswordField(validators=[Optional(), Length(max=MAX_PASSWORD)])
 
 

@@ -543,3 +543,10 @@ def test_a_rate_limit_store_failing_while_running_does_not_break_the_public_form
     monkeypatch.setattr(limiter.limiter, "test", store_gone)
     response = client.post("/start", data={"csrf_token": csrf_token(client.get("/").text), "action": "start"})
     assert response.status_code == 302
+
+
+def test_the_cli_refuses_an_email_the_sign_in_form_could_never_take(app, runner):
+    email = "a" * 250 + "@b.test"
+    result = runner.invoke(args=["screening", "create-user", email, "--role", "desk"],
+                           input=f"{PASSWORD}\n{PASSWORD}\n")
+    assert result.exit_code == 1 and "at most 254" in result.output

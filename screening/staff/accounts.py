@@ -17,6 +17,7 @@ from ..models import StaffSession, StaffUser, utcnow
 ROLES = ("admin", "practitioner", "desk")
 MIN_PASSWORD = 12
 MAX_PASSWORD = 200  # the sign-in form's limit too: a longer password could never be typed in to sign in
+MAX_EMAIL = 254  # likewise for the email address (and RFC 5321's limit)
 _hasher = PasswordHasher()  # argon2id with the library's current parameters
 _DUMMY = _hasher.hash("not a real password, used to spend the same time")
 
@@ -55,6 +56,8 @@ def create_user(session: Session, email: str, name: str, roles: list[str], passw
     email = normalise_email(email)
     if "@" not in email:
         raise AccountError("give an email address")
+    if len(email) > MAX_EMAIL:
+        raise AccountError(f"the email address must have at most {MAX_EMAIL} characters (the sign-in form's limit)")
     bad = [r for r in roles if r not in ROLES]
     if bad or not roles:
         raise AccountError(f"roles must be among {', '.join(ROLES)}")

@@ -15,7 +15,7 @@ from ..extensions import db
 from . import throttle
 from .access import guard, roles
 from ..models import utcnow
-from .accounts import MAX_PASSWORD, authenticate, end_session, open_session
+from .accounts import MAX_EMAIL, MAX_PASSWORD, authenticate, end_session, open_session
 
 bp = Blueprint("staff", __name__, url_prefix="/staff")
 bp.before_request(guard)
@@ -26,7 +26,7 @@ ALL_STAFF = ("admin", "practitioner", "desk")
 class LoginForm(FlaskForm):
     """Email and password."""
 
-    email = EmailField(validators=[Optional(), Length(max=254)])
+    email = EmailField(validators=[Optional(), Length(max=MAX_EMAIL)])
     password = PasswordField(validators=[Optional(), Length(max=MAX_PASSWORD)])
 
 
