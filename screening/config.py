@@ -190,7 +190,6 @@ def engine_options(config) -> dict:
             raise ConfigError(f"SCREENING_{name} must be above 0 seconds, not {config[name]}")
     if uri.startswith("postgresql"):
         options.setdefault("pool_timeout", float(config["DB_POOL_TIMEOUT"]))
-        options.setdefault("pool_pre_ping", True)
         connect.setdefault("connect_timeout", int(config["DB_CONNECT_TIMEOUT"]))
         statement_ms = int(float(config["DB_STATEMENT_TIMEOUT"]) * 1000)
         # The server cancels a statement (or a wait for a lock) that runs longer than this.
