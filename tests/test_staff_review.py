@@ -272,6 +272,7 @@ def test_the_record_shows_the_outcome_first_then_every_flag_and_every_answer(app
         assert heading.startswith(f"{number}. ") and flag["title"] in heading
         assert flag["id"] not in heading, "a rule id is not words for people: small print below the flag"
         assert f'Rule id: <code>{flag["id"]}</code>' in html
+        assert f"({flag['id']})" not in html, "not in running text, nor in the sign-off form's legend"
         assert flag["reason"] in html and flag["action"] in html
     assert "Recommended action" in html and "Answers that raised it" in html and "Raised for" in html
     assert "Roaccutane" in html, "the question that raised the flag"

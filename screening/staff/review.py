@@ -163,7 +163,8 @@ def sign_off_fields(flags: list[dict]) -> dict:
     out = {}
     for i, flag in enumerate(flags):
         severity = SEVERITY_TEXT[flag["severity"]]
-        out[f"ack_{i}"] = spec(f"ack_{i}", "multi", f"{_(severity)}: {flag['title']} ({flag['id']})")
+        # Words for people, numbered as on the record and the PDF; the rule id is in small print on the flag.
+        out[f"ack_{i}"] = spec(f"ack_{i}", "multi", f"{flag.get('number', i + 1)}. {_(severity)}: {flag['title']}")
         hint = (_("Needed if you decide to proceed: treating despite this flag is recorded as an override, "
                   "with your note as the reason.") if flag["severity"] in rs.OVERRIDABLE else _("Optional"))
         out[f"note_{i}"] = spec(f"note_{i}", "text", _("Note on ‘%(title)s’", title=flag["title"]), hint)
