@@ -39,7 +39,8 @@ def from_environ(environ=None) -> dict:
         "STAFF_IDLE_MINUTES": float(env.get("SCREENING_STAFF_IDLE_MINUTES", "15")),
         "STAFF_SESSION_HOURS": float(env.get("SCREENING_STAFF_SESSION_HOURS", "12")),
         # Kiosk mode: a client's answers are cleared after this many seconds without activity.
-        "KIOSK_IDLE_SECONDS": int(env.get("SCREENING_KIOSK_IDLE_SECONDS", "120")),
+        # Five minutes: people look up medicine names on a medical form.
+        "KIOSK_IDLE_SECONDS": int(env.get("SCREENING_KIOSK_IDLE_SECONDS", "300")),
         # Failed sign-ins allowed per address and per account (Flask-Limiter syntax).
         "STAFF_LOGIN_LIMIT_ADDRESS": env.get("SCREENING_LOGIN_LIMIT_ADDRESS", "20 per 15 minutes"),
         "STAFF_LOGIN_LIMIT_ACCOUNT": env.get("SCREENING_LOGIN_LIMIT_ACCOUNT", "5 per 15 minutes"),

@@ -44,7 +44,7 @@ from .staff.accounts import MAX_EMAIL, MAX_PASSWORD, authenticate
 bp = Blueprint("kiosk", __name__, url_prefix="/kiosk")
 
 EXIT_ROLES = ("desk", "admin")
-WARNING_SECONDS = 30  # the visible countdown before an idle reset
+WARNING_SECONDS = 60  # the visible countdown before an idle reset: time to read it and answer
 
 # What a kiosk browser may reach: the questionnaire and the kiosk's own pages. Anything else (the staff
 # area above all) sends it back to the start page.

@@ -106,6 +106,19 @@ def first_incomplete_page(answers: dict[str, Any]) -> str | None:
     return None
 
 
+def eighteenth_birthday_after(answers: dict[str, Any]) -> dt.date | None:
+    """Return the client's 18th birthday if it falls after the appointment date, else None."""
+    from .rules import add_months
+
+    try:
+        dob = dt.date.fromisoformat(answers["dob"])
+        appointment = dt.date.fromisoformat(answers["appointment_date"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    birthday = add_months(dob, 18 * 12)  # 29 February: 1 March in a year without one
+    return birthday if birthday > appointment else None
+
+
 def sign(session: Session, draft: Draft, name: str) -> None:
     """Record the typed signature on the draft."""
     draft.signature_name = name.strip()
@@ -121,10 +134,14 @@ def submit(session: Session, draft: Draft, ruleset: RuleSet) -> Submission:
     if not draft.signature_name or not draft.signed_at:
         raise NotSigned()
     answers = dict(draft.answers or {})
+    answered_on = draft.signed_at.date()  # the answers describe the day the client signed
     try:
-        result = evaluate(ruleset, answers)
+        result = evaluate(ruleset, answers, answered_on=answered_on)
     except AnswersError as exc:
-        page = first_incomplete_page(answers) or qd.PAGES[0].id
+        # A missing answer, or a date that cannot be true (an appointment now past, an event after it):
+        # back to the first page at fault, where the form says what is wrong.
+        pages = [qd.page_of(qid).id for qid in exc.questions if qid in qd.BY_ID]
+        page = first_incomplete_page(answers) or (pages[0] if pages else qd.PAGES[0].id)
         raise IncompleteDraft(page, exc.missing or exc.problems) from None
     from .rules import asked_ids
 
@@ -142,7 +159,7 @@ def submit(session: Session, draft: Draft, ruleset: RuleSet) -> Submission:
             appointment_date=result_date(answers["appointment_date"]),
             signature_name=draft.signature_name,
             signed_at=draft.signed_at,
-            answered_on=draft.signed_at.date(),
+            answered_on=answered_on,
             is_kiosk=draft.is_kiosk,
             **indexes,
         )

@@ -31,6 +31,7 @@ from sqlalchemy import delete, func, select, update
 
 from screening import current_rules, services
 from screening import questions as qd
+from screening.questionnaire.forms import same_name
 from screening.extensions import db
 from screening.models import (
     Addendum,
@@ -95,6 +96,7 @@ FUZZED = {
     "questionnaire.begin": "test_fuzz_start",
     "questionnaire.page": "test_fuzz_questionnaire_pages",
     "questionnaire.declaration": "test_fuzz_declaration",
+    "questionnaire.under_18": "test_fuzz_under_18",
     "questionnaire.kiosk.exit": "test_fuzz_kiosk",
     "questionnaire.kiosk.reset": "test_fuzz_kiosk",
     "questionnaire.kiosk.alive": "test_fuzz_kiosk",
@@ -392,7 +394,7 @@ def test_fuzz_declaration(app, signing, data):
     typed = first(pairs, "signature") or ""
     valid = (first(pairs, "csrf_token") == good and first(pairs, "confirm") not in (None, "", "false")
              and len(typed) <= 120 and not (first(pairs, "website") or "").strip()
-             and clean_name(typed) != "" and clean_name(typed).casefold() == clean_name(NAME).casefold())
+             and same_name(clean_name(typed), NAME))
     created = count(app, Submission) - submissions
     assert created == (1 if valid else 0), (response.status_code, valid, created)
     if valid:
@@ -406,6 +408,33 @@ def test_fuzz_declaration(app, signing, data):
         assert response.status_code == 400, response.status_code
         draft = load_draft(app, client)
         assert draft is not None and draft.signature_name is None and draft.answers == BASE
+
+
+@fuzz(20)
+@given(data=st.data())
+def test_fuzz_under_18(app, data):
+    """Stopping after the under-18 notice deletes the draft, only with the right token and only for a client
+    who will be under 18 on the appointment day; anything else changes nothing."""
+    client = app.test_client()
+    young = data.draw(st.booleans(), label="young")
+    appointment = dt.date.fromisoformat(BASE["appointment_date"])
+    dob = appointment.replace(year=appointment.year - 17) if young else dt.date.fromisoformat(BASE["dob"])
+    new_draft(app, client, dict(BASE, dob=dob.isoformat()))
+    drafts = count(app, Draft)
+    good = token(client, "/q/about-you")
+    query = data.draw(st.sampled_from(["", "?next=check", "?next=pregnancy", "?next=%00", "?next=/evil"]))
+    pairs = mutate(data.draw, [("csrf_token", good)], ["csrf_token", "action", "website"], ["stop", ""], ["stop"])
+    response = post_form(client, f"/q/under-18{query}", pairs)
+    check(response, "under-18")
+    if first(pairs, "csrf_token") != good:
+        assert response.status_code == 400 and count(app, Draft) == drafts
+    elif young:
+        assert response.status_code == 200 and "Your answers have been deleted" in response.text
+        assert count(app, Draft) == drafts - 1 and draft_token(client) is None
+    else:
+        assert response.status_code == 302 and response.location.startswith("/q/") or \
+            response.location.startswith("/check"), response.location
+        assert count(app, Draft) == drafts
 
 
 # -- kiosk mode ------------------------------------------------------------------------------------------
@@ -778,6 +807,7 @@ def test_every_post_route_refuses_a_missing_or_wrong_csrf_token(app):
     urls = {
         "questionnaire.begin": (public, "/start"), "questionnaire.page": (public, f"/q/{qd.PAGES[0].id}"),
         "questionnaire.declaration": (public, "/declaration"),
+        "questionnaire.under_18": (public, "/q/under-18"),
         "questionnaire.kiosk.exit": (kiosk_client, "/kiosk/exit"),
         "questionnaire.kiosk.reset": (kiosk_client, "/kiosk/reset"),
         "questionnaire.kiosk.alive": (kiosk_client, "/kiosk/alive"),
