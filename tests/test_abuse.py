@@ -317,7 +317,7 @@ def world(app):
 
 
 GETS = ["/staff/submissions/{ref}", "/staff/submissions/{ref}/pdf", "/staff/submissions/{ref}/pdf?download=1",
-        "/staff/submissions/{ref}/pdf?version=signed", "/staff/desk/{ref}/pdf"]
+        "/staff/submissions/{ref}/pdf?version=signed", "/staff/desk/{ref}/pdf", "/staff/desk/{ref}/sheet"]
 POSTS = ["/staff/submissions/{ref}/sign-off", "/staff/submissions/{ref}/addenda", "/staff/desk/{ref}/arrived"]
 
 

@@ -88,7 +88,7 @@ def trail(app):
     assert sign_in(desk, "desk@clinic.test", "wrong password!!").status_code == 401
     assert sign_in(desk, "desk@clinic.test").status_code == 302
     assert desk.post(f"/staff/desk/{reference}/arrived", data={"csrf_token": token(desk)}).status_code == 302
-    assert desk.get(f"/staff/desk/{reference}/pdf").status_code == 200
+    assert desk.get(f"/staff/desk/{reference}/sheet").status_code == 200  # the desk prints a desk sheet
     assert desk.post("/staff/logout", data={"csrf_token": token(desk)}).status_code == 302
 
     prac = app.test_client()
@@ -128,7 +128,7 @@ EXPECTED = [
     ("sign_in_failed", None, False),
     ("sign_in", "desk", False),
     ("mark_arrived", "desk", True),
-    ("print_pdf", "desk", True),
+    ("print_desk_sheet", "desk", True),
     ("sign_out", "desk", False),
     ("sign_in", "prac", False),
     ("view_submission", "prac", True),
@@ -228,7 +228,7 @@ def test_admin_filters_by_action_actor_and_date(app, trail, admin):
     desk_id = trail["ids"]["desk"]
     rows = table_rows(admin.get(f"/staff/admin/audit?actor={desk_id}").text)
     actions = [re.search(r"<code>(\w+)</code>", r).group(1) for r in rows]
-    assert actions == ["kiosk_stop", "sign_out", "print_pdf", "mark_arrived", "sign_in"]
+    assert actions == ["kiosk_stop", "sign_out", "print_desk_sheet", "mark_arrived", "sign_in"]
 
     rows = table_rows(admin.get("/staff/admin/audit?actor=none").text)
     assert {re.search(r"<code>(\w+)</code>", r).group(1) for r in rows} == {"sign_in_failed", "session_expired",

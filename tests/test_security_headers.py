@@ -32,9 +32,9 @@ SESSION_ENDERS = ("questionnaire.begin", "staff.logout", "staff.kiosk_start", "q
 REACHES = {
     "anonymous": {("questionnaire.start", "GET"), ("staff.login", "GET")},
     "client": {("questionnaire.page", "GET"), ("questionnaire.start", "GET")},
-    "desk": {("staff.desk", "GET"), ("staff.desk_pdf", "GET")},
+    "desk": {("staff.desk", "GET"), ("staff.desk_sheet_page", "GET")},
     "practitioner": {("staff.submission", "GET"), ("staff.submission_pdf", "GET"), ("staff.submissions", "GET")},
-    "admin": {("staff.users", "GET"), ("staff.audit_trail", "GET"), ("staff.submission", "GET")},
+    "admin": {("staff.users", "GET"), ("staff.audit_trail", "GET"), ("staff.desk_sheet_page", "GET")},
     "kiosk": {("questionnaire.kiosk.exit", "GET"), ("questionnaire.start", "GET")},
 }
 CACHEABLE = {"static", "questionnaire.logo"}

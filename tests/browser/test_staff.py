@@ -215,8 +215,13 @@ def test_desk_prints_but_cannot_sign_off(server, open_client, staff_user, over_h
     assert "defer" not in page.locator("main").inner_text().lower()  # the desk does not see outcomes
     client.look("desk-today")
 
-    pdf = page.request.get(row.get_by_role("link", name=re.compile("Open PDF")).get_attribute("href"))
-    assert pdf.status == 200 and pdf.body().startswith(b"%PDF")
+    # The desk prints a desk sheet (no health data); the full PDF is not the desk's unless the clinic allows it.
+    assert row.get_by_role("link", name=re.compile("Open PDF")).count() == 0
+    sheet_url = row.get_by_role("link", name=re.compile("Desk sheet")).get_attribute("href")
+    sheet = page.request.get(sheet_url)
+    assert sheet.status == 200 and full["full_name"] in sheet.text()
+    assert not any(word in sheet.text() for word in ("DEFER", "Defer", "Do not treat", "Practitioner review"))
+    assert page.request.get(f"/staff/desk/{reference}/pdf").status == 403
     client.button(f"Mark arrived {full['full_name']}")
     expect(page.locator(f"#client-{reference} .arrived")).to_be_visible()
 
