@@ -36,7 +36,7 @@ from _common import make_app, percentile, typical_answers
 from screening import current_rules  # noqa: E402
 from screening.extensions import db  # noqa: E402
 from screening.rules import asked_ids, evaluate  # noqa: E402
-from screening.crypto import EncryptedJSON, vault  # noqa: E402
+from screening.crypto import EncryptedJSON, binding, seal, vault  # noqa: E402
 from screening.services import REFERENCE_ALPHABET  # noqa: E402
 from screening.staff.accounts import create_user  # noqa: E402
 from tests.answers import clear_answers  # noqa: E402
@@ -100,13 +100,18 @@ def load(app, count: int, rng: random.Random) -> tuple[float, int]:
         appointment = today + dt.timedelta(days=rng.randrange(-300, 66))
         submitted = dt.datetime.combine(appointment - dt.timedelta(days=rng.randrange(1, 20)), dt.time(10, 0))
         stored = dict(answers, full_name=name, dob=dob.isoformat(), appointment_date=appointment.isoformat())
-        rows.append((reference, keys.encrypt(json_of(stored)), result["dictionary_version"], result["rules_digest"],
-                     keys.encrypt(json_of(result)), result["outcome"], appointment.isoformat(),
-                     keys.encrypt(name.encode()), submitted.isoformat(" "), submitted.date().isoformat(),
+        # Bound to the row as the app binds them (crypto.seal: table, column, reference and outcome).
+        bind = binding("submission", {"reference": reference, "outcome": result["outcome"]})
+        rows.append((reference, keys.encrypt(seal("submission", "answers", bind, json_of(stored))),
+                     result["dictionary_version"], result["rules_digest"],
+                     keys.encrypt(seal("submission", "result", bind, json_of(result))), result["outcome"],
+                     appointment.isoformat(), keys.encrypt(seal("submission", "signature_name", bind, name.encode())),
+                     submitted.isoformat(" "), submitted.date().isoformat(),
                      submitted.isoformat(" "), 0,
                      keys.name_index(name), keys.dob_index(dob.isoformat())))
         if appointment < today and rng.random() < 0.35:
-            reviews.append((n + 1, "proceed", keys.encrypt(b""), (submitted + dt.timedelta(days=1)).isoformat(" ")))
+            reviews.append((n + 1, "proceed", keys.encrypt(seal("review", "note", str(n + 1), b"")),
+                            (submitted + dt.timedelta(days=1)).isoformat(" ")))
     with app.app_context():
         practitioner_id = create_user(db.session, "bench-prac@clinic.test", "Bench Practitioner",
                                       ["practitioner"], PASSWORD).id

@@ -116,6 +116,151 @@ def vault() -> Vault:
     return current_app.extensions["screening_vault"]
 
 
+# -- binding each encrypted value to its table, column and row (associated data) ------------------------------
+#
+# Fernet has no associated data, so the plaintext carries it: BOUND + "table|column|row binding" + NUL + value.
+# Fernet authenticates the whole plaintext, so the prefix cannot be changed; on reading, it must name the row the
+# value was read from. A value copied from another row (or another column) is refused, never shown as this row's.
+# The row binding is what identifies the row before it is inserted and never changes (Model.seal_binding): for a
+# submission its reference and its clear outcome code, so that editing the outcome is detected too.
+
+BOUND = b"screening-bound-v1\0"
+
+
+def binding(table: str, row: dict) -> str:
+    """Return the row binding of a ``table`` row given its clear columns (the models and migration 0005 agree)."""
+    if table == "submission":
+        return f"{row['reference']}|{row['outcome']}"
+    if table == "draft":
+        return str(row["token_hash"])
+    if table == "review":
+        return str(row["submission_id"])
+    if table == "flag_acknowledgement":
+        return f"{row['review_id']}|{row['flag_index']}"
+    if table == "addendum":
+        return f"{row['submission_id']}|{row['author_id']}|{_moment(row['created_at'])}"
+    raise VaultError(f"no row binding for table {table}")
+
+
+def _moment(value) -> str:
+    import datetime as dt
+
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.timezone.utc)
+    return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")
+
+
+def seal(table: str, column: str, row_binding: str, plaintext: bytes) -> bytes:
+    """Return ``plaintext`` prefixed with what it is bound to (then encrypted by the caller)."""
+    return BOUND + f"{table}|{column}|{row_binding}".encode() + b"\0" + plaintext
+
+
+def unseal(plaintext: bytes) -> tuple[str, bytes]:
+    """Split a decrypted value into (what it is bound to, the value); raise VaultError for an unbound one."""
+    if not plaintext.startswith(BOUND) or b"\0" not in plaintext[len(BOUND):]:
+        raise VaultError("stored data is not bound to a row (written before migration 0005, or altered)")
+    bound_to, _, value = plaintext[len(BOUND):].partition(b"\0")
+    return bound_to.decode(), value
+
+
+class _Bound:
+    """Mixin of the values the ORM holds for encrypted columns: what they belong to travels with them."""
+
+    _owner = None  # weakref to the model instance the value is set on or was loaded from
+    _column = ""
+    _table = ""
+    _explicit = ""  # "table|column|row binding", for values written without an instance (a core UPDATE)
+    _sealed_to = ""  # what the stored value said it was bound to, when it was read
+
+
+class BoundDict(_Bound, dict):
+    pass
+
+
+class BoundList(_Bound, list):
+    pass
+
+
+class BoundStr(_Bound, str):
+    pass
+
+
+class BoundBytes(_Bound, bytes):
+    pass
+
+
+def _bound_copy(value):
+    for kind, cls in ((dict, BoundDict), (list, BoundList), (str, BoundStr), (bytes, BoundBytes)):
+        if isinstance(value, kind):
+            return cls(value)
+    if isinstance(value, (bytearray, memoryview)):
+        return BoundBytes(bytes(value))
+    raise TypeError(f"cannot encrypt a {type(value).__name__}")
+
+
+def bound(value, table: str, column: str, row_binding: str):
+    """Return ``value`` bound to a row for a write that has no model instance (``update(...).values(...)``)."""
+    out = _bound_copy(value)
+    out._explicit = f"{table}|{column}|{row_binding}"
+    return out
+
+
+def on_set(target, value, _old, initiator):
+    """ORM "set" event of an encrypted column: remember which row and column the value is for."""
+    import weakref
+
+    if value is None:
+        return None
+    out = _bound_copy(value)
+    out._owner = weakref.ref(target)
+    out._table, out._column = target.__tablename__, initiator.key
+    return out
+
+
+def check_loaded(target, column_keys) -> None:
+    """ORM "load"/"refresh" event: every encrypted value read must be bound to this row; raise VaultError if not."""
+    import weakref
+
+    expected_row = None
+    for key in column_keys:
+        value = target.__dict__.get(key)
+        if value is None or not isinstance(value, _Bound):
+            continue
+        if expected_row is None:
+            expected_row = target.seal_binding()
+        if value._sealed_to != f"{target.__tablename__}|{key}|{expected_row}":
+            logging.getLogger(__name__).error("%s.%s of row id %s is bound to another row or outcome: refused",
+                                              target.__tablename__, key, getattr(target, "id", None))
+            raise VaultError(f"{target.__tablename__}.{key} of this row was not written for it (copied from "
+                             "another row, or a clear column was changed)")
+        value._owner = weakref.ref(target)
+        value._table, value._column = target.__tablename__, key
+
+
+def bind_encrypted_columns(model) -> None:
+    """Attach the events that bind ``model``'s encrypted columns to their rows."""
+    from sqlalchemy import event, inspect
+
+    keys = [c.key for c in inspect(model).columns if isinstance(c.type, _Encrypted)]
+    if not keys:
+        return
+    for key in keys:
+        event.listen(getattr(model, key), "set", on_set, retval=True)
+    event.listen(model, "load", lambda target, _context: check_loaded(target, keys), restore_load_context=True)
+    event.listen(model, "refresh", lambda target, _context, attrs: check_loaded(target, attrs or keys),
+                 restore_load_context=True)
+
+
+def check_column(value, table: str, column: str, row_binding: str):
+    """Check a value read by a column-level select (no model instance to check it): bound to this row, or VaultError."""
+    if value is not None and getattr(value, "_sealed_to", None) != f"{table}|{column}|{row_binding}":
+        logging.getLogger(__name__).error("%s.%s bound to another row: refused", table, column)
+        raise VaultError(f"{table}.{column} of this row was not written for it")
+    return value
+
+
 def raw(column):
     """Select an encrypted column's stored bytes, undecrypted (for lists that open each row with ``open_row``)."""
     from sqlalchemy import type_coerce
@@ -123,23 +268,28 @@ def raw(column):
     return type_coerce(column, LargeBinary).label(f"{column.key}_raw")
 
 
-def open_row(column, data: bytes | None, row_id: int) -> tuple[Any, bool]:
+def open_row(column, data: bytes | None, row_id: int, row_binding: str) -> tuple[Any, bool]:
     """Decrypt one row's value of an encrypted ``column``: (the value, True), or (None, False) when it cannot be read.
 
-    A value no key opens (another key, or altered) is logged by row id only, and spoils only its own row of a list.
+    A value no key opens (another key, or altered), or one bound to another row (copied, or the row's clear
+    outcome changed), is logged by row id only, and spoils only its own row of a list.
     """
     if data is None:
         return None, True
+    table = column.class_.__tablename__
     try:
-        return column.type.load(vault().decrypt(data)), True
+        bound_to, value = unseal(vault().decrypt(data))
+        if bound_to != f"{table}|{column.key}|{row_binding}":
+            raise VaultError("bound to another row")
+        return column.type.load(value), True
     except (VaultError, ValueError):
-        logging.getLogger(__name__).error("%s.%s of row id %s cannot be decrypted with the configured keys",
-                                          column.class_.__tablename__, column.key, row_id)
+        logging.getLogger(__name__).error("%s.%s of row id %s cannot be decrypted with the configured keys, or is "
+                                          "not bound to this row", table, column.key, row_id)
         return None, False
 
 
 class _Encrypted(TypeDecorator):
-    """A column stored as a Fernet token; the ORM and queries see the plaintext value."""
+    """A column stored as a Fernet token bound to its row; the ORM and queries see the plaintext value."""
 
     impl = LargeBinary
     cache_ok = True
@@ -151,10 +301,24 @@ class _Encrypted(TypeDecorator):
         raise NotImplementedError
 
     def process_bind_param(self, value, dialect):
-        return None if value is None else vault().encrypt(self.dump(value))
+        if value is None:
+            return None
+        bound_to = getattr(value, "_explicit", "")
+        owner = value._owner() if getattr(value, "_owner", None) is not None else None
+        if owner is not None:
+            bound_to = f"{value._table}|{value._column}|{owner.seal_binding()}"
+        if not bound_to:
+            raise VaultError("an encrypted value must be written through its model instance, or with crypto.bound()")
+        table, column, row_binding = bound_to.split("|", 2)
+        return vault().encrypt(seal(table, column, row_binding, self.dump(value)))
 
     def process_result_value(self, value, dialect):
-        return None if value is None else self.load(vault().decrypt(value))
+        if value is None:
+            return None
+        bound_to, data = unseal(vault().decrypt(value))
+        out = _bound_copy(self.load(data))
+        out._sealed_to = bound_to
+        return out
 
 
 class EncryptedJSON(_Encrypted):

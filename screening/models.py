@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Date, DateTime, Index, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .crypto import EncryptedBytes, EncryptedJSON, EncryptedText
+from .crypto import EncryptedBytes, EncryptedJSON, EncryptedText, bind_encrypted_columns, binding
 from .extensions import db
 
 
@@ -31,6 +31,10 @@ class Draft(db.Model):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+    def seal_binding(self) -> str:
+        """What this row's encrypted values are bound to (crypto.binding)."""
+        return binding("draft", {"token_hash": self.token_hash})
 
 
 class Submission(db.Model):
@@ -71,6 +75,10 @@ class Submission(db.Model):
     # the PDF is reproducible from public inputs and a guess, so a plain hash would say who the client is.
     pdf_hmac: Mapped[str | None] = mapped_column(String(64))
     pdf_rendered_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+    def seal_binding(self) -> str:
+        """What this row's encrypted values are bound to: its reference and its clear outcome (crypto.binding)."""
+        return binding("submission", {"reference": self.reference, "outcome": self.outcome})
 
 
 class StaffUser(db.Model):
@@ -134,6 +142,9 @@ class Review(db.Model):
     pdf: Mapped[bytes | None] = mapped_column(EncryptedBytes)  # the signed-off version; the original stays
     pdf_hmac: Mapped[str | None] = mapped_column(String(64))  # keyed, as Submission.pdf_hmac
 
+    def seal_binding(self) -> str:
+        return binding("review", {"submission_id": self.submission_id})
+
 
 class FlagAcknowledgement(db.Model):
     """The practitioner's acknowledgement of one flag, with a note; an override when treating despite it."""
@@ -147,6 +158,9 @@ class FlagAcknowledgement(db.Model):
     note: Mapped[str] = mapped_column(EncryptedText, default="")
     is_override: Mapped[bool] = mapped_column(default=False)
 
+    def seal_binding(self) -> str:
+        return binding("flag_acknowledgement", {"review_id": self.review_id, "flag_index": self.flag_index})
+
 
 class Addendum(db.Model):
     """A dated note added after sign-off."""
@@ -158,6 +172,10 @@ class Addendum(db.Model):
     author_id: Mapped[int] = mapped_column(db.ForeignKey("staff_user.id"))
     text: Mapped[str] = mapped_column(EncryptedText)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    def seal_binding(self) -> str:
+        return binding("addendum", {"submission_id": self.submission_id, "author_id": self.author_id,
+                                    "created_at": self.created_at})
 
 
 class Arrival(db.Model):
@@ -197,3 +215,8 @@ class KeyCanary(db.Model):
     sealed: Mapped[bytes] = mapped_column(LargeBinary)
     index_check: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+# Every encrypted value is bound to its table, column and row (crypto.py): a value copied from another row is refused.
+for _model in (Draft, Submission, Review, FlagAcknowledgement, Addendum):
+    bind_encrypted_columns(_model)

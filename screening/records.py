@@ -25,6 +25,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session
 
 from . import audit
+from .crypto import binding, check_column
 from .errors import SubmissionNotFound
 from .models import Addendum, Arrival, AuditEvent, FlagAcknowledgement, Review, Submission, utcnow
 from .services import ensure_pdf, normalise_reference
@@ -436,6 +437,8 @@ def record_data(session: Session, submission: Submission) -> dict[str, Any]:
     # The export's checksums are plain SHA-256 of the files written beside record.json, for the recipient to check
     # them; the database keeps only keyed digests (a plain hash of a reproducible PDF would say who it is).
     review_pdf = session.execute(select(Review.pdf).where(Review.submission_id == submission.id)).first()
+    if review_pdf is not None:
+        check_column(review_pdf[0], "review", "pdf", binding("review", {"submission_id": submission.id}))
     arrived = session.scalar(select(Arrival.at).where(Arrival.submission_id == submission.id))
     if review is not None:
         review = dict(review)
@@ -497,7 +500,8 @@ def export(session: Session, reference: str, directory: str | Path, clinic: dict
     pdf = ensure_pdf(session, submission, clinic)
     data = record_data(session, submission)
     data["exported_at"] = now or utcnow()
-    signed = session.scalar(select(Review.pdf).where(Review.submission_id == submission.id))
+    signed = check_column(session.scalar(select(Review.pdf).where(Review.submission_id == submission.id)),
+                          "review", "pdf", binding("review", {"submission_id": submission.id}))
     try:
         temp = Path(tempfile.mkdtemp(prefix=f".{submission.reference}-", suffix=".partial", dir=directory))
     except OSError as exc:

@@ -145,3 +145,60 @@ def test_a_row_that_will_not_decrypt_is_shown_as_such_alone_and_logged_by_id(app
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert f"row id {bad_id} cannot be decrypted" in logged
     assert "Bert" not in logged and "Gail" not in logged
+
+
+# -- binding to the row (issue 11 #7) ----------------------------------------------------------------------
+
+
+def _copy_column(app, column: str, source: str, target: str) -> None:
+    with app.app_context():
+        data = db.session.execute(text(f"SELECT {column} FROM submission WHERE reference = :r"),
+                                  {"r": source}).scalar_one()
+        db.session.execute(text(f"UPDATE submission SET {column} = :d WHERE reference = :r"),
+                           {"d": bytes(data), "r": target})
+        db.session.commit()
+        db.session.remove()
+
+
+def test_encrypted_answers_copied_from_another_row_are_refused_not_shown(app):
+    ann = complete(app.test_client(), clear_answers(full_name="Ann Original", appointment_date=TODAY.isoformat()))
+    bob = complete(app.test_client(), clear_answers(full_name="Bob Target", appointment_date=TODAY.isoformat()))
+    _copy_column(app, "answers", ann, bob)  # the same key: only the row binding tells them apart
+    add_user(app, "prac@clinic.test", ["practitioner"])
+    add_user(app, "desk@clinic.test", ["desk"])
+    prac, desk = app.test_client(), app.test_client()
+    sign_in(prac, "prac@clinic.test")
+    sign_in(desk, "desk@clinic.test")
+    for client, url in ((prac, "/staff/submissions"), (desk, "/staff/desk")):
+        page = client.get(url).text
+        [bobs_row] = [row for row in page.split("<tr")[1:] if bob in row]
+        assert "Ann Original" not in bobs_row and "Cannot be read" in bobs_row, "never Ann's data under Bob's reference"
+        assert "Ann Original" in page, "Ann's own row still reads"
+    record = prac.get(f"/staff/submissions/{bob}")
+    assert record.status_code == 500 and "Ann Original" not in record.text
+    assert prac.get(f"/staff/submissions/{ann}").status_code == 200
+    with app.app_context():
+        from screening.crypto import VaultError
+
+        with pytest.raises(VaultError, match="not written for it"):
+            db.session.scalar(select(Submission).where(Submission.reference == bob))
+        db.session.rollback()
+        db.session.remove()
+
+
+def test_an_edited_clear_outcome_is_detected(app):
+    reference = complete(app.test_client(), clear_answers(full_name="Rae Review", appointment_date=TODAY.isoformat(),
+                                                          pregnant="yes"))
+    with app.app_context():
+        assert db.session.scalar(select(Submission.outcome)) != "CLEAR"
+        db.session.execute(text("UPDATE submission SET outcome = 'CLEAR'"))
+        db.session.commit()
+        db.session.remove()
+    add_user(app, "prac@clinic.test", ["practitioner"])
+    prac = app.test_client()
+    sign_in(prac, "prac@clinic.test")
+    clear_only = prac.get("/staff/submissions?outcome=CLEAR").text
+    assert "Cannot be read" in clear_only and reference in clear_only, "flagged, not listed as a CLEAR client"
+    assert "Rae Review" not in clear_only and 'class="outcome' not in clear_only.split(reference, 1)[1].split("</tr>")[0]
+    assert prac.get(f"/staff/submissions/{reference}").status_code == 500
+

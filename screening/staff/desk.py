@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from .. import audit, kiosk, services
-from ..crypto import VaultError, open_row, raw
+from ..crypto import VaultError, binding, open_row, raw
 from ..errors import SubmissionNotFound
 from ..extensions import db
 from ..models import Arrival, Review, StaffUser, Submission
@@ -50,14 +50,16 @@ def todays_clients(session: Session, day: dt.date) -> list[DeskRow]:
     """Return the clients whose appointment is on ``day``, earliest submission first."""
     rows = session.execute(
         select(Submission.id, Submission.reference, raw(Submission.answers), Submission.submitted_at, Arrival.at,
-               Submission.pdf_hmac.is_not(None))
+               Submission.pdf_hmac.is_not(None), Submission.outcome)
         .outerjoin(Arrival, Arrival.submission_id == Submission.id)
         .where(Submission.appointment_date == day)
         .order_by(Submission.submitted_at, Submission.id)
     )
     out = []
-    for submission_id, reference, sealed, submitted_at, arrived_at, pdf_ready in rows:
-        answers, readable = open_row(Submission.answers, sealed, submission_id)
+    for submission_id, reference, sealed, submitted_at, arrived_at, pdf_ready, outcome in rows:
+        # The outcome is read only to check the row's binding (crypto.binding); the desk never shows it.
+        answers, readable = open_row(Submission.answers, sealed, submission_id,
+                                     binding("submission", {"reference": reference, "outcome": outcome}))
         out.append(DeskRow(reference, (answers or {}).get("full_name", ""), submitted_at, arrived_at, readable,
                            bool(pdf_ready)))
     return out
@@ -122,14 +124,16 @@ def desk_sheet(session: Session, reference: str, day: dt.date, by: StaffUser, ad
     that will not decrypt."""
     row = session.execute(
         select(Submission.id, Submission.reference, raw(Submission.answers), Submission.appointment_date,
-               Submission.submitted_at, Review.id.label("review_id"), Arrival.at.label("arrived_at"))
+               Submission.submitted_at, Review.id.label("review_id"), Arrival.at.label("arrived_at"),
+               Submission.outcome)
         .outerjoin(Review, Review.submission_id == Submission.id)
         .outerjoin(Arrival, Arrival.submission_id == Submission.id)
         .where(Submission.reference == services.normalise_reference(reference))
     ).first()
     if row is None or row.appointment_date != day:
         raise SubmissionNotFound()
-    answers, readable = open_row(Submission.answers, row.answers_raw, row.id)
+    answers, readable = open_row(Submission.answers, row.answers_raw, row.id,
+                                 binding("submission", {"reference": row.reference, "outcome": row.outcome}))
     if not readable:
         raise VaultError("this record cannot be decrypted with the configured keys")
     audit.record(session, "print_desk_sheet", actor_id=by.id, submission_id=row.id, address=address)

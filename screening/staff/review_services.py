@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased, defer
 
 from .. import audit
-from ..crypto import open_row, raw, vault
+from ..crypto import binding, bound, check_column, open_row, raw, vault
 from ..errors import SubmissionNotFound
 from ..models import Addendum, AuditEvent, FlagAcknowledgement, Review, StaffUser, Submission, utcnow
 from ..pdf import render, report_context
@@ -192,8 +192,9 @@ def list_submissions(session: Session, query: ListQuery, per_page: int = PER_PAG
 
 def _list_row(r) -> ListRow:
     """One row of the list, decrypted here: a row that will not decrypt is shown as such, alone, and logged by id."""
-    answers, answers_ok = open_row(Submission.answers, r.answers_raw, r.id)
-    result, result_ok = open_row(Submission.result, r.result_raw, r.id)
+    row_binding = binding("submission", {"reference": r.reference, "outcome": r.outcome})
+    answers, answers_ok = open_row(Submission.answers, r.answers_raw, r.id, row_binding)
+    result, result_ok = open_row(Submission.result, r.result_raw, r.id, row_binding)
     if not (answers_ok and result_ok):
         return ListRow(reference=r.reference, name="", dob=None, appointment_date=r.appointment_date,
                        outcome=r.outcome, earliest_date=None, open_ended=False, decision=r.decision,
@@ -234,21 +235,25 @@ def find(session: Session, reference: str) -> Submission:
 def review_data(session: Session, submission_id: int) -> dict[str, Any] | None:
     """Return the sign-off of a submission as plain data (with its acknowledgements and addenda), or None."""
     row = session.execute(
-        select(Review.id, Review.decision, Review.defer_until, Review.note, Review.signed_at, StaffUser.name)
+        select(Review.id, Review.submission_id, Review.decision, Review.defer_until, Review.note, Review.signed_at,
+               StaffUser.name)
         .join(StaffUser, StaffUser.id == Review.practitioner_id)
         .where(Review.submission_id == submission_id)
     ).first()
     if row is None:
         return None
+    check_column(row.note, "review", "note", binding("review", {"submission_id": row.submission_id}))
     acknowledgements = [
         {"flag_index": a.flag_index, "flag_id": a.flag_id, "note": a.note, "is_override": a.is_override}
         for a in session.scalars(select(FlagAcknowledgement).where(FlagAcknowledgement.review_id == row.id)
                                  .order_by(FlagAcknowledgement.flag_index))
     ]
     addenda = [
-        {"author": name, "created_at": _aware(at), "text": text}
-        for text, at, name in session.execute(
-            select(Addendum.text, Addendum.created_at, StaffUser.name)
+        {"author": name, "created_at": _aware(at),
+         "text": check_column(text, "addendum", "text", binding("addendum", {
+             "submission_id": submission_id, "author_id": author_id, "created_at": at}))}
+        for text, at, name, author_id in session.execute(
+            select(Addendum.text, Addendum.created_at, StaffUser.name, Addendum.author_id)
             .join(StaffUser, StaffUser.id == Addendum.author_id)
             .where(Addendum.submission_id == submission_id).order_by(Addendum.created_at, Addendum.id))
     ]
@@ -422,15 +427,18 @@ def render_signed_off_pdf(session: Session, submission: Submission, clinic: dict
     review_id = session.scalar(select(Review.id).where(Review.submission_id == submission.id))
     if review_id is None:
         raise NotSignedOff()
-    stored = session.scalar(select(Review.pdf).where(Review.id == review_id))
+    pdf_binding = binding("review", {"submission_id": submission.id})
+    stored = check_column(session.scalar(select(Review.pdf).where(Review.id == review_id)), "review", "pdf",
+                          pdf_binding)
     if stored is not None:
         return stored
     data = render(report_context(submission, clinic, review=review_data(session, submission.id)))
     # Only the first rendering is kept: two people opening it at once both get the stored bytes.
     session.execute(update(Review).where(Review.id == review_id, Review.pdf.is_(None))
-                    .values(pdf=data, pdf_hmac=vault().pdf_digest(data)))
+                    .values(pdf=bound(data, "review", "pdf", pdf_binding), pdf_hmac=vault().pdf_digest(data)))
     session.commit()
-    return session.scalar(select(Review.pdf).where(Review.id == review_id))
+    return check_column(session.scalar(select(Review.pdf).where(Review.id == review_id)), "review", "pdf",
+                        pdf_binding)
 
 
 def open_pdf(session: Session, reference: str, clinic: dict, *, signed: bool, download: bool, actor_id: int,

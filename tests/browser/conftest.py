@@ -120,10 +120,19 @@ class LiveServer:
         if row is None:
             return None
         out = dict(row)
+        from screening.crypto import binding, unseal
+
         keys = Fernet(ENCRYPTION_KEY.encode())  # stored encrypted at rest: decrypt as the app does
-        out["answers"] = json.loads(keys.decrypt(out["answers"]))
-        out["result"] = json.loads(keys.decrypt(out["result"]))
-        out["signature_name"] = keys.decrypt(out["signature_name"]).decode()
+        row_binding = binding("submission", out)
+
+        def opened(column: str) -> bytes:
+            bound_to, value = unseal(keys.decrypt(out[column]))  # each value is bound to its row
+            assert bound_to == f"submission|{column}|{row_binding}", bound_to
+            return value
+
+        out["answers"] = json.loads(opened("answers"))
+        out["result"] = json.loads(opened("result"))
+        out["signature_name"] = opened("signature_name").decode()
         return out
 
 
