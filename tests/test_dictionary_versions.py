@@ -36,7 +36,8 @@ V1_RESULT = {
     "outcome": "DEFER", "earliest_date": "2027-01-03", "open_ended": False,
     "flags": [
         {"id": "systemic_corticosteroid_recent_prp", "title": "Steroid tablets or injection in the last 14 days (PRP)",
-         "severity": "defer", "reason": "The client has taken systemic corticosteroids within 14 days of PRP treatment.",
+         "severity": "defer",
+         "reason": "The client has taken systemic corticosteroids within 14 days of PRP treatment.",
          "action": "Defer PRP until 14 days after the last dose; re-screen if the course has no end date.",
          "lifts_on": "2027-01-03", "open_ended": False,
          "because": {"systemic_steroid_last_14d": "yes", "systemic_steroid_current": "yes",

@@ -45,16 +45,21 @@ def test_a_reload_keeps_what_was_typed_until_it_is_sent(server, open_client, ans
     kept = page.evaluate("() => Object.keys(sessionStorage).filter(k => k.startsWith('typed:'))")
     assert kept == ["typed:isotretinoin"], kept
 
+
+def answer_every_page(client, given: dict) -> None:
+    """Answer and send every question page, landing on Check your answers."""
+    for page_def in qd.PAGES:
+        client.fill(page_def, given)
+        client.button("Continue")
+    expect(client.page).to_have_url(re.compile(r"/check$"))
+
+
 def test_nothing_is_kept_in_the_browser_after_sending(server, open_client, answers):
     client = open_client("reload-sent", "mouse", viewport={"width": 1280, "height": 900})
     page = client.page
     page.goto(server.url + "/")
     client.start()
-    given = answers()
-    for page_def in qd.PAGES:
-        client.fill(page_def, given)
-        client.button("Continue")
-    expect(page).to_have_url(re.compile(r"/check$"))
+    answer_every_page(client, answers())
     assert page.evaluate("() => Object.keys(sessionStorage).filter(k => k.startsWith('typed:'))") == []
 
 
@@ -82,9 +87,7 @@ def test_the_pages_added_for_newcomers_are_accessible(server, open_client, answe
     page.goto(server.url + "/")
     client.start()
     given = answers()
-    for page_def in qd.PAGES:
-        client.fill(page_def, given)
-        client.button("Continue")
+    answer_every_page(client, given)
     client.link("Continue to declaration")
     client.tick_box("confirm")
     client.text("signature", given["full_name"])
