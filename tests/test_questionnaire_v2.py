@@ -268,10 +268,23 @@ CONTACT = {"CLINIC_PHONE": "020 7946 0000", "CLINIC_EMAIL": "desk@clinic.example
            "CLINIC_ADDRESS": "1 High Street, Leeds LS1 1AA"}
 
 
-def test_the_start_and_confirmation_pages_give_the_clinics_contact_details(database_url):
+@pytest.fixture
+def contact_app(database_url):
+    """An app with the clinic's contact details set; its engine closed after the test (no pooled connection
+    left for the garbage collector, which would fail a later test with a ResourceWarning)."""
+    from screening.extensions import db as database
     from tests.conftest import make_app
 
     app = make_app(database_url, **CONTACT)
+    yield app
+    with app.app_context():
+        database.session.remove()
+        database.drop_all()
+        database.engine.dispose()
+
+
+def test_the_start_and_confirmation_pages_give_the_clinics_contact_details(contact_app):
+    app = contact_app
     client = app.test_client()
     start_page = client.get("/").text
     assert 'href="tel:02079460000">020 7946 0000</a>' in start_page
@@ -285,11 +298,8 @@ def test_without_contact_details_no_empty_contact_list_is_shown(app):
     assert 'class="list contact"' not in app.test_client().get("/").text
 
 
-def test_the_accessibility_statement_follows_the_uk_model(database_url):
-    from tests.conftest import make_app
-
-    app = make_app(database_url, **CONTACT)
-    page = html.unescape(app.test_client().get("/accessibility").text)
+def test_the_accessibility_statement_follows_the_uk_model(contact_app):
+    page = html.unescape(contact_app.test_client().get("/accessibility").text)
     for heading in ("How accessible this questionnaire is", "Feedback and contact information",
                     "Enforcement procedure", "Technical information about this questionnaire’s accessibility",
                     "Compliance status", "Non-accessible content", "What we’re doing to improve accessibility",
