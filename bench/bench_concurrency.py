@@ -1,7 +1,7 @@
 """Benchmark what tests/test_concurrency.py checks: 500 questionnaires from 25 concurrent clients, to the last PDF.
 
 Run: .venv/bin/python bench/bench_concurrency.py [--clients 25] [--total 500] [--workers 2]
-                                                 [--pdf-mode thread|worker] [--postgresql URL]
+                                                 [--pdf-mode queue|0] [--postgresql URL]
                                                  [--databases sqlite,postgresql]
 
 For each database (a fresh SQLite file; and PostgreSQL at ``--postgresql URL``, default
@@ -9,8 +9,8 @@ SCREENING_TEST_DATABASE_URL, whose tables are DROPPED first and last: never poin
 migrates it and serves it with ``gunicorn -w 2 wsgi:app`` on a free loopback port. ``--clients``
 threads, each one browser with its own cookie jar speaking HTTP, complete ``--total`` questionnaires
 between them (the CSRF token of a draft's first page serves all its posts, as in the test), then the
-script waits for every PDF (SCREENING_PDF_BACKGROUND=thread: one niced renderer thread per worker;
-``--pdf-mode worker``: a separate ``flask screening render-pdfs --watch`` process).
+script waits for every PDF (SCREENING_PDF_BACKGROUND=queue: as many ``flask screening worker`` processes as
+gunicorn workers render them from the task queue; ``--pdf-mode 0``: none, to compare the submit alone).
 
 Prints per database: throughput in submissions/s over the load, the submit's (POST /declaration)
 p50/p95/max, how long after the last submit the last PDF landed, and the same checks as the test
@@ -68,8 +68,8 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=25, help="concurrent clients (default 25)")
     parser.add_argument("--total", type=int, default=500, help="questionnaires in all (default 500)")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (default 2)")
-    parser.add_argument("--pdf-mode", choices=["thread", "worker"], default="thread",
-                        help="SCREENING_PDF_BACKGROUND (default thread)")
+    parser.add_argument("--pdf-mode", choices=["queue", "0"], default="queue",
+                        help="SCREENING_PDF_BACKGROUND (default queue: worker processes render the PDFs)")
     parser.add_argument("--postgresql", default=os.environ.get("SCREENING_TEST_DATABASE_URL", ""),
                         help="a PostgreSQL test database (its tables are dropped!); default "
                              "SCREENING_TEST_DATABASE_URL")

@@ -1,13 +1,12 @@
 """Benchmark the submit under load: 20 concurrent clients against gunicorn, timing the final POST.
 
 Run: .venv/bin/python bench/bench_submit.py [--rounds 5] [--clients 20] [--workers 2] [--burst]
-                                            [--pdf-mode thread|worker|0] [--no-pdf-background]
+                                            [--pdf-mode queue|0] [--no-pdf-background]
 
 Creates a fresh SQLite file in a temporary folder, migrates it (``flask --app wsgi db upgrade``),
 and starts ``gunicorn -w 2 wsgi:app`` on a free loopback port with SCREENING_DATABASE_URL, the keys
-and SCREENING_PDF_BACKGROUND=thread (the default: each PDF renders in the worker's renderer thread
-after the submit commits; ``--pdf-mode worker`` renders in a separate niced
-``flask screening render-pdfs --watch`` process instead; ``--no-pdf-background``, the same as
+and SCREENING_PDF_BACKGROUND=queue (the default: each PDF is queued after the submit commits and rendered
+by a ``flask screening worker`` process beside gunicorn; ``--no-pdf-background``, the same as
 ``--pdf-mode 0``, renders none, to compare). Then, for each round,
 ``--clients`` threads each complete the whole questionnaire over HTTP with their own cookie (start,
 every page GET and POST, check answers, declaration GET) and POST the declaration; only that final
@@ -45,8 +44,8 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=20, help="concurrent clients per round (default 20)")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (default 2)")
     parser.add_argument("--burst", action="store_true", help="the clients of a round submit together")
-    parser.add_argument("--pdf-mode", choices=["thread", "worker", "0"], default="thread",
-                        help="SCREENING_PDF_BACKGROUND (default thread; worker: a separate render-pdfs process)")
+    parser.add_argument("--pdf-mode", choices=["queue", "0"], default="queue",
+                        help="SCREENING_PDF_BACKGROUND (default queue: a worker process renders the PDFs)")
     parser.add_argument("--no-pdf-background", action="store_true",
                         help="SCREENING_PDF_BACKGROUND=0 (PDFs render on first request), to compare")
     parser.add_argument("--drain-timeout", type=float, default=300,
@@ -72,7 +71,7 @@ def main() -> int:
     server = None
     try:
         with live.serve(env, log_path, workers=args.workers) as server, \
-                live.renderer_process(env, Path(tmp.name) / "renderer.log", args.pdf_mode == "worker"):
+                live.worker_processes(env, Path(tmp.name) / "worker.log", 1 if args.pdf_mode == "queue" else 0):
             print(f"gunicorn -w {args.workers} on {server.url}; "
                   f"{args.rounds} rounds of {args.clients} concurrent clients"
                   f"{', submitting together (--burst)' if args.burst else ''}; "

@@ -59,15 +59,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         keycheck.check_at_start(app)
         app.before_request(lambda: keycheck.check_on_request(app))
 
-    if app.config["PDF_BACKGROUND"] == "thread":
-        from .services import start_renderer
-
-        @app.before_request
-        def renderer_running():
-            # Once per process: start the renderer thread, which first renders any PDF a killed process left.
-            if "screening_renderer" not in app.extensions:
-                app.extensions["screening_renderer"] = True
-                start_renderer(app)
+    _announce_mail_folder(app)
 
     @app.context_processor
     def clinic():
@@ -82,6 +74,15 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     logsafe.install(app)  # no error message (SQL, parameters, values) in the logs: types and frames only
     return app
+
+
+def _announce_mail_folder(app: Flask) -> None:
+    """On the development server (``flask run``), say in one line where email goes when no mail server is set."""
+    import sys
+
+    if not app.config["MAIL_URL"] and "run" in sys.argv[1:4] and "flask" in sys.argv[0]:
+        print(f" * Email is not sent: every message is written to {app.config['MAIL_DIR']}/ "
+              "(set SCREENING_MAIL_URL to send it)", file=sys.stderr)
 
 
 def _init_limiter(app: Flask, limiter) -> None:

@@ -143,50 +143,65 @@ def pdf_cmd(reference: str, output: str) -> None:
     click.echo(f"wrote {output} ({len(data)} bytes)")  # no digest: a hash of the PDF would say whose it is
 
 
-def _idle_priority() -> None:
-    """Run only when the CPU is otherwise idle (Linux SCHED_IDLE; elsewhere the lowest niceness).
-
-    The app's workers then serve clients at full speed; PDFs render in the gaps. Under sustained load
-    they wait, and a staff member opening one renders it at once.
-    """
-    import os
-
-    try:
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-    except (AttributeError, OSError):
-        os.nice(19)
-
-
 @screening_cli.command("render-pdfs")
-@click.option("--watch", is_flag=True, help="Keep running, rendering new submissions' PDFs as they arrive.")
-@click.option("--interval", default=1.0, show_default=True, type=click.FloatRange(min=0.05),
-              help="With --watch: seconds between looks for new submissions.")
-def render_pdfs(watch: bool, interval: float) -> None:
-    """Render every PDF not yet rendered; with --watch, the renderer process for SCREENING_PDF_BACKGROUND=worker."""
-    import os
-    import signal
-    import threading
-
+def render_pdfs() -> None:
+    """Render every PDF not yet rendered, then exit (non-zero if any failed); the worker does this as they arrive."""
     from .extensions import db
-    from .services import Backoff, render_pending
+    from .services import render_pending
 
-    _idle_priority()
-    stop = threading.Event()
-    backoff = None
-    if watch:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
-        # A PDF that fails is tried again, later and later (PDF_RETRY_SECONDS doubling, at most PDF_RETRY_MAX_SECONDS).
-        backoff = Backoff(current_app.config["PDF_RETRY_SECONDS"], current_app.config["PDF_RETRY_MAX_SECONDS"])
-    total, failed = 0, set()
-    while True:
-        total += render_pending(db.session, current_app.config["CLINIC"], stop=stop, failed=failed, backoff=backoff)
-        if not watch or stop.wait(interval):
-            break
+    failed: set[int] = set()
+    total = render_pending(db.session, current_app.config["CLINIC"], failed=failed)
     db.session.remove()
     click.echo(f"rendered {total} PDF(s)" + (f"; {len(failed)} failed (see the log)" if failed else ""))
-    if failed and not watch:
+    if failed:
         sys.exit(1)
+
+
+@screening_cli.command("worker")
+@click.option("-w", "--workers", default=2, show_default=True, type=click.IntRange(min=1),
+              help="Tasks run at once (threads).")
+@click.option("--no-periodic", is_flag=True, help="Do not run the sweep every minute (another worker does).")
+def worker_cmd(workers: int, no_periodic: bool) -> None:
+    """Run the task queue's worker: PDFs, email, and every minute a sweep for what was lost. Stop it with Ctrl-C."""
+    import logging
+    import os
+
+    from . import logsafe, tasks
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(logsafe.WithholdMessages())  # no error message (it may quote data) from any logger
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    config = current_app.config
+    if not config["MAIL_URL"]:
+        click.echo(f"Email is not sent: every message is written to {config['MAIL_DIR']}/", err=True)
+    try:
+        os.nice(5)  # the web server's requests go first on a shared machine
+    except OSError:
+        pass
+    tasks.run_worker(current_app._get_current_object(), workers, periodic=not no_periodic)
+
+
+@screening_cli.command("mail-test")
+@click.argument("address")
+def mail_test_cmd(address: str) -> None:
+    """Send a test message to ADDRESS now, through SCREENING_MAIL_URL (or into the mail folder), and say how it went."""
+    from . import mail
+    from .extensions import db
+
+    row = mail.queue(db.session, mail.compose("test", address), kind="test")
+    outbox_id = row.id
+    db.session.info.pop("screening_outbox", None)  # sent here and now, not by the worker
+    db.session.commit()
+    outcome = mail.deliver(db.session, outbox_id)
+    db.session.remove()
+    if outcome.status == "sent":
+        where = "written to " + current_app.config["MAIL_DIR"] if not current_app.config["MAIL_URL"] else "sent"
+        click.echo(f"test message {where}")
+        return
+    click.echo(f"error: the test message was not sent: {outcome.reason}"
+               + (" (the worker tries it again)" if outcome.status == "retry" else ""), err=True)
+    sys.exit(1)
 
 
 @screening_cli.command("new-key")

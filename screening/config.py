@@ -31,10 +31,23 @@ def from_environ(environ=None) -> dict:
         "CLINIC_PHONE": env.get("SCREENING_CLINIC_PHONE", ""),
         "CLINIC_EMAIL": env.get("SCREENING_CLINIC_EMAIL", ""),
         "CLINIC_ADDRESS": env.get("SCREENING_CLINIC_ADDRESS", ""),
-        # Where PDFs render after the submit commits: "thread" (a niced renderer thread in each app
-        # process), "worker" (a separate `flask screening render-pdfs --watch` process) or "0" (on the
-        # first request for the PDF). "1" means "thread".
-        "PDF_BACKGROUND": env.get("SCREENING_PDF_BACKGROUND", "thread"),
+        # Where PDFs render after the submit commits: "queue" (a task for `flask screening worker`) or "0" (on
+        # the first request for the PDF).
+        "PDF_BACKGROUND": env.get("SCREENING_PDF_BACKGROUND", "queue"),
+        # The task queue's storage (screening/tasks.py): empty for a SQLite file in instance/, sqlite:///PATH,
+        # redis://HOST:6379/0 for several app servers, or "immediate" (tasks run at once in the caller: tests).
+        "QUEUE_URL": env.get("SCREENING_QUEUE_URL", ""),
+        # Email (screening/mail.py): smtp://user:pass@host:587 (STARTTLS when offered) or smtps://host:465; without
+        # it every message is written to MAIL_DIR (default instance/mail/), which production must ask for itself.
+        "MAIL_URL": env.get("SCREENING_MAIL_URL", ""),
+        "MAIL_DIR": env.get("SCREENING_MAIL_DIR", ""),
+        "MAIL_FROM": env.get("SCREENING_MAIL_FROM", ""),
+        "BASE_URL": env.get("SCREENING_BASE_URL", "http://127.0.0.1:5000"),
+        # A message that could not be sent is tried again after MAIL_RETRY_SECONDS, then twice as long each time up
+        # to an hour, at most MAIL_MAX_ATTEMPTS times in all; then it is marked failed ("not delivered").
+        "MAIL_RETRY_SECONDS": float(env.get("SCREENING_MAIL_RETRY_SECONDS", "60")),
+        "MAIL_MAX_ATTEMPTS": int(env.get("SCREENING_MAIL_MAX_ATTEMPTS", "8")),
+        "MAIL_TIMEOUT": float(env.get("SCREENING_MAIL_TIMEOUT", "20")),
         # Staff sessions: idle timeout and absolute lifetime.
         "STAFF_IDLE_MINUTES": float(env.get("SCREENING_STAFF_IDLE_MINUTES", "15")),
         "STAFF_SESSION_HOURS": float(env.get("SCREENING_STAFF_SESSION_HOURS", "12")),
@@ -75,7 +88,7 @@ def from_environ(environ=None) -> dict:
         "CHECK_KEYS": env.get("SCREENING_CHECK_KEYS", "1") not in ("0", "false", "no"),
         "INDEX_KEY_CHANGED": env.get("SCREENING_INDEX_KEY_CHANGED", "") in ("1", "true", "yes"),
         # A PDF whose rendering failed is tried again after this many seconds, then twice as long each time up to
-        # the maximum; the renderer also sweeps for missing PDFs this often (services.Backoff).
+        # the maximum (tasks.render_pdf); the worker's sweep (every minute) catches a PDF whose task was lost.
         "PDF_RETRY_SECONDS": float(env.get("SCREENING_PDF_RETRY_SECONDS", "30")),
         "PDF_RETRY_MAX_SECONDS": float(env.get("SCREENING_PDF_RETRY_MAX_SECONDS", "900")),
     }
@@ -137,10 +150,11 @@ def finish(config, instance_path: str) -> None:
             parse_many(str(config[name]))
         except ValueError:
             raise ConfigError(f"a rate limit must read like '30 per hour', not {config[name]!r} ({name})") from None
-    mode = {True: "thread", False: "0", "1": "thread"}.get(config["PDF_BACKGROUND"], config["PDF_BACKGROUND"])
-    if mode not in ("thread", "worker", "0"):
-        raise ConfigError(f"SCREENING_PDF_BACKGROUND must be thread, worker or 0, not {mode!r}")
+    mode = {True: "queue", False: "0", "1": "queue"}.get(config["PDF_BACKGROUND"], config["PDF_BACKGROUND"])
+    if mode not in ("queue", "0"):
+        raise ConfigError(f"SCREENING_PDF_BACKGROUND must be queue or 0, not {mode!r}")
     config["PDF_BACKGROUND"] = mode
+    check_queue_and_mail(config, instance)
     for name in ("KIOSK_IDLE_SECONDS", "STAFF_IDLE_MINUTES", "STAFF_SESSION_HOURS", "DRAFT_LIFETIME_HOURS",
                  "RETENTION_YEARS"):
         if float(config[name]) <= 0:
@@ -174,6 +188,38 @@ def finish(config, instance_path: str) -> None:
     config["CLINIC"] = {"name": config["CLINIC_NAME"], "accent": accent, "logo": logo_bytes,
                         "logo_type": logo_type, "phone": config.get("CLINIC_PHONE", ""), "email": email,
                         "address": config.get("CLINIC_ADDRESS", "")}
+
+
+def check_queue_and_mail(config, instance: Path) -> None:
+    """Fill the queue's and the mail's defaults; refuse an unusable address, or production without a mail server."""
+    queue = str(config.get("QUEUE_URL") or "")
+    if not queue:
+        config["QUEUE_URL"] = f"sqlite:///{instance / 'queue.db'}"
+    elif not queue.startswith(("sqlite:///", "redis://", "rediss://")) and queue != "immediate":
+        raise ConfigError(f"SCREENING_QUEUE_URL must be sqlite:///PATH, redis://HOST:PORT/DB or empty, "
+                          f"not {_redacted(queue)!r}")
+    elif queue == "immediate" and config["ENV"] == "production":
+        raise ConfigError("SCREENING_QUEUE_URL=immediate is for tests: the submit would wait for its PDF")
+    mail = str(config.get("MAIL_URL") or "")
+    if mail and not re.fullmatch(r"smtps?://([^@/]*@)?[^@/:]+(:\d+)?/?", mail):
+        raise ConfigError(f"SCREENING_MAIL_URL must read like smtp://user:password@host:587 or smtps://host:465, "
+                          f"not {_redacted(mail)!r}")
+    if not mail and config["ENV"] == "production" and not config.get("MAIL_DIR"):
+        raise ConfigError("SCREENING_MAIL_URL must be set in production (smtp://user:password@host:587), or "
+                          "SCREENING_MAIL_DIR to write every message to a folder instead of sending it")
+    config["MAIL_DIR"] = str(config.get("MAIL_DIR") or instance / "mail")
+    sender = str(config.get("MAIL_FROM") or "")
+    if sender and not re.fullmatch(r"([^<>]*<)?[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+>?", sender):
+        raise ConfigError(f"SCREENING_MAIL_FROM must be an address like desk@clinic.example, not {sender!r}")
+    if not sender and config["ENV"] == "production" and mail:
+        raise ConfigError("SCREENING_MAIL_FROM must be set in production when SCREENING_MAIL_URL is")
+    config["MAIL_FROM"] = sender or "screening@localhost"
+    if not re.fullmatch(r"https?://[^/\s]+(/\S*)?", str(config["BASE_URL"])):
+        raise ConfigError(f"SCREENING_BASE_URL must be the site's address like https://screening.clinic.example, "
+                          f"not {config['BASE_URL']!r}")
+    config["BASE_URL"] = str(config["BASE_URL"]).rstrip("/")
+    if float(config["MAIL_RETRY_SECONDS"]) <= 0 or int(config["MAIL_MAX_ATTEMPTS"]) < 1:
+        raise ConfigError("SCREENING_MAIL_RETRY_SECONDS must be above 0 and SCREENING_MAIL_MAX_ATTEMPTS at least 1")
 
 
 def engine_options(config) -> dict:

@@ -139,6 +139,8 @@ def binding(table: str, row: dict) -> str:
         return f"{row['review_id']}|{row['flag_index']}"
     if table == "addendum":
         return f"{row['submission_id']}|{row['author_id']}|{_moment(row['created_at'])}"
+    if table == "outbox":
+        return str(row["uid"])
     raise VaultError(f"no row binding for table {table}")
 
 

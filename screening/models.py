@@ -75,6 +75,10 @@ class Submission(db.Model):
     # the PDF is reproducible from public inputs and a guess, so a plain hash would say who the client is.
     pdf_hmac: Mapped[str | None] = mapped_column(String(64))
     pdf_rendered_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # The PDF task's claim and back-off (tasks.render_pdf): failed tries so far, and when the PDF may next be tried
+    # (a claim sets it a lease ahead, so two workers never render it at once; the sweep retries it once it passes).
+    pdf_attempts: Mapped[int] = mapped_column(default=0, server_default="0")
+    pdf_due_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
     def seal_binding(self) -> str:
         """What this row's encrypted values are bound to: its reference and its clear outcome (crypto.binding)."""
@@ -217,6 +221,33 @@ class KeyCanary(db.Model):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class Outbox(db.Model):
+    """One email to send (mail.queue): the whole message encrypted, and how its delivery went.
+
+    ``status`` is queued, sending (claimed by a worker until ``next_attempt_at``), sent or failed; ``last_error``
+    is a short reason without any address ("not delivered" on the desk's list).
+    """
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    uid: Mapped[str] = mapped_column(String(32), unique=True)  # random; the Message-ID, and the row's binding
+    kind: Mapped[str] = mapped_column(String(40))
+    appointment_id: Mapped[int | None] = mapped_column(index=True)
+    message: Mapped[bytes] = mapped_column(EncryptedBytes)
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_outbox_status_next_attempt", "status", "next_attempt_at"),)
+
+    def seal_binding(self) -> str:
+        return binding("outbox", {"uid": self.uid})
+
+
 # Every encrypted value is bound to its table, column and row (crypto.py): a value copied from another row is refused.
-for _model in (Draft, Submission, Review, FlagAcknowledgement, Addendum):
+for _model in (Draft, Submission, Review, FlagAcknowledgement, Addendum, Outbox):
     bind_encrypted_columns(_model)

@@ -1,18 +1,14 @@
-"""Use cases: drafts, signing, submitting, PDFs. Each takes the session and commits once."""
+"""Use cases: drafts, signing, submitting, PDFs (rendered by tasks.render_pdf). Each takes the session and commits."""
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
 import logging
-import os
-import queue
 import secrets
-import threading
 from typing import Any
 
-from flask import Flask
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -237,183 +233,61 @@ def pending_pdf_id(session: Session, *, skip: set[int] | frozenset[int] = frozen
     return session.scalar(query)
 
 
-class Backoff:
-    """When to try a failed PDF again: after ``base`` seconds, then twice as long each time, at most ``cap``.
-
-    Kept in memory by each renderer (thread or ``render-pdfs --watch``); a restart simply tries again at once.
-    """
-
-    def __init__(self, base: float = 30.0, cap: float = 900.0, clock=None):
-        import time
-
-        self.base, self.cap = float(base), float(cap)
-        self.clock = clock or time.monotonic
-        self._attempts: dict[int, int] = {}
-        self._next: dict[int, float] = {}
-        self._lock = threading.Lock()
-
-    def failed(self, submission_id: int) -> float:
-        """Record a failure; return the seconds until the next try."""
-        with self._lock:
-            n = self._attempts.get(submission_id, 0) + 1
-            self._attempts[submission_id] = n
-            delay = min(self.base * 2 ** (n - 1), self.cap)
-            self._next[submission_id] = self.clock() + delay
-            return delay
-
-    def succeeded(self, submission_id: int) -> None:
-        with self._lock:
-            self._attempts.pop(submission_id, None)
-            self._next.pop(submission_id, None)
-
-    def waiting(self) -> set[int]:
-        """The ids whose next try is not due yet."""
-        now = self.clock()
-        with self._lock:
-            return {i for i, at in self._next.items() if at > now}
-
-
-def render_pending(session: Session, clinic: dict, *, stop: threading.Event | None = None,
-                   failed: set[int] | None = None, backoff: Backoff | None = None) -> int:
-    """Render every PDF still missing (after a crash, a failure, or in ``worker`` mode); return how many rendered.
+def render_pending(session: Session, clinic: dict, *, failed: set[int] | None = None) -> int:
+    """Render every PDF still missing (``render-pdfs``); return how many rendered. Ids that fail go into ``failed``.
 
     A PDF and its keyed digest are stored in one transaction, so a process killed mid-render leaves the
-    submission pending, never half-written, and the next run renders it. Ids that fail are added to
-    ``failed``; without ``backoff`` they are skipped for the rest of this run, with it they are tried again
-    once their back-off has passed (the renderer thread's and ``render-pdfs --watch``'s sweeps).
+    submission pending, never half-written, and the next run renders it.
     """
     rendered = 0
     failed = set() if failed is None else failed
-    while stop is None or not stop.is_set():
-        skip = backoff.waiting() if backoff is not None else failed
-        submission_id = pending_pdf_id(session, skip=skip)
-        if submission_id is None:
-            session.rollback()
-            break
+    while (submission_id := pending_pdf_id(session, skip=failed)) is not None:
         try:
             ensure_pdf(session, session.get(Submission, submission_id), clinic)
             rendered += 1
-            if backoff is not None:
-                backoff.succeeded(submission_id)
         except Exception:  # noqa: BLE001 - log every failure; the PDF is tried again
             session.rollback()
             failed.add(submission_id)
-            if backoff is not None:
-                delay = backoff.failed(submission_id)
-                log.exception("PDF rendering failed for submission id %s; trying again in %.0f s", submission_id, delay)
-            else:
-                log.exception("PDF rendering failed for submission id %s; it will render on the next run or request",
-                              submission_id)
+            log.exception("PDF rendering failed for submission id %s; it will render on the next run or request",
+                          submission_id)
+    session.rollback()
     return rendered
 
 
-def lower_priority() -> None:
-    """Let the threads serving requests go first (Linux: niceness is per thread)."""
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
-    except (AttributeError, OSError):
-        pass
+# A worker that claimed a PDF owns it this long; after that (a worker killed mid-render) the sweep tries it again.
+PDF_LEASE = dt.timedelta(minutes=5)
 
 
-_pdf_queue: "queue.Queue[tuple[Flask, int | None]]" = queue.Queue()
-_pdf_worker: threading.Thread | None = None
-_pdf_lock = threading.Lock()
-_sweep: dict[str, Any] = {"app": None, "backoff": None}  # the app whose missing PDFs the renderer sweeps for
+def render_claimed(session: Session, submission_id: int, config) -> float | None:
+    """Claim a submission's missing PDF, render and store it (the PDF task).
 
-
-def _sweep_interval(app: Flask) -> float:
-    return float(app.config.get("PDF_RETRY_SECONDS", 30))
-
-
-def _render_queued() -> None:
-    """Render queued PDFs one at a time, at a lower priority than the threads serving requests.
-
-    ``None`` in place of a submission id means "every submission still without a PDF": queued when
-    the renderer starts, so that PDFs lost to a killed process are rendered after the restart. When the
-    every ``PDF_RETRY_SECONDS`` the renderer also sweeps for missing PDFs on its own: a PDF whose rendering
-    failed (a database outage, say) is tried again with back-off, without anyone asking.
+    Returns None when done (or nothing to do: rendered already, or claimed by another worker until its lease
+    ends), else the seconds until the next try: PDF_RETRY_SECONDS, twice as long after each failure, at most
+    PDF_RETRY_MAX_SECONDS. The claim is one UPDATE on the row, so two workers never render the same PDF.
     """
-    lower_priority()
-    import time
-
-    last_sweep = time.monotonic()
-    while True:
-        app = _sweep["app"]
-        if app is not None and time.monotonic() - last_sweep >= _sweep_interval(app):
-            _render_one(app, None)  # the sweep: every PDF still missing whose back-off has passed
-            last_sweep = time.monotonic()
-            continue
-        timeout = None if app is None else max(0.05, last_sweep + _sweep_interval(app) - time.monotonic())
-        try:
-            app, submission_id = _pdf_queue.get(timeout=timeout)
-        except queue.Empty:
-            continue
-        try:
-            _render_one(app, submission_id)
-        finally:
-            _pdf_queue.task_done()
-
-
-def _render_one(app: Flask, submission_id: int | None) -> None:
-    """Render one queued PDF, or (``None``) every one still missing; log a failure, which a later sweep retries."""
-    from .extensions import db
-
-    backoff = _sweep["backoff"] if _sweep["app"] is app else None
-    with app.app_context():
-        try:
-            if submission_id is None:
-                render_pending(db.session, app.config["CLINIC"], backoff=backoff)
-            else:
-                ensure_pdf(db.session, db.session.get(Submission, submission_id), app.config["CLINIC"])
-        except Exception:  # noqa: BLE001 - log every failure; the sweep tries again
-            db.session.rollback()
-            delay = backoff.failed(submission_id) if submission_id is not None and backoff else None
-            log.exception("PDF rendering failed for submission id %s; %s", submission_id,
-                          f"trying again in {delay:.0f} s" if delay else "the next sweep tries again")
-        finally:
-            db.session.remove()
-
-
-def _ensure_renderer() -> None:
-    global _pdf_worker
-    with _pdf_lock:
-        if _pdf_worker is None or not _pdf_worker.is_alive():
-            # One renderer per process: concurrent renders would all compete with the requests for the GIL.
-            _pdf_worker = threading.Thread(target=_render_queued, name="pdf-renderer", daemon=True)
-            _pdf_worker.start()
-
-
-def _sweeping(app: Flask) -> None:
-    if _sweep["app"] is not app:
-        config = app.config
-        _sweep["backoff"] = Backoff(float(config.get("PDF_RETRY_SECONDS", 30)),
-                                    float(config.get("PDF_RETRY_MAX_SECONDS", 900)))
-        _sweep["app"] = app
-
-
-def stop_sweeping() -> None:
-    """Stop the renderer's periodic sweeps (queued PDFs still render): for tests, whose apps come and go."""
-    _sweep["app"] = None
-    _sweep["backoff"] = None
-
-
-def start_renderer(app: Flask) -> None:
-    """Start the process's renderer thread if needed and have it render every PDF still missing."""
-    _sweeping(app)
-    _ensure_renderer()
-    _pdf_queue.put((app, None))
-
-
-def render_later(app: Flask, submission_id: int) -> None:
-    """Queue a submission's PDF for the process's single background renderer; never raises."""
-    _sweeping(app)
-    _ensure_renderer()
-    _pdf_queue.put((app, submission_id))
-
-
-def wait_for_pdfs() -> None:
-    """Block until every queued PDF has been rendered (or has failed): for tests and shutdown."""
-    _pdf_queue.join()
+    now = utcnow()
+    claimed = session.execute(
+        update(Submission)
+        .where(Submission.id == submission_id, Submission.pdf_hmac.is_(None),
+               or_(Submission.pdf_due_at.is_(None), Submission.pdf_due_at <= now))
+        .values(pdf_due_at=now + PDF_LEASE)
+        .execution_options(synchronize_session=False)).rowcount
+    session.commit()
+    if claimed != 1:
+        return None
+    try:
+        ensure_pdf(session, session.get(Submission, submission_id), config["CLINIC"])
+        return None
+    except Exception:  # noqa: BLE001 - log every failure; the PDF is tried again
+        session.rollback()
+        attempts = (session.scalar(select(Submission.pdf_attempts).where(Submission.id == submission_id)) or 0) + 1
+        delay = min(float(config["PDF_RETRY_SECONDS"]) * 2 ** (attempts - 1), float(config["PDF_RETRY_MAX_SECONDS"]))
+        session.execute(update(Submission).where(Submission.id == submission_id)
+                        .values(pdf_attempts=attempts, pdf_due_at=utcnow() + dt.timedelta(seconds=delay))
+                        .execution_options(synchronize_session=False))
+        session.commit()
+        log.exception("PDF rendering failed for submission id %s; trying again in %.0f s", submission_id, delay)
+        return delay
 
 
 # -- keys ------------------------------------------------------------------------------

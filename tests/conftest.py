@@ -1,4 +1,8 @@
+import contextlib
 import os
+import signal
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -19,17 +23,38 @@ def ruleset():
     return load_rules(ROOT / "rules.yaml")
 
 
+# Email of in-process test apps goes to a folder of this test run, never to instance/mail.
+MAIL_DIR = str(Path(tempfile.gettempdir()) / f"screening-test-mail-{os.getpid()}")
+
+
 def make_app(uri: str, **extra):
-    """Return an app on ``uri`` with an empty schema."""
+    """Return an app on ``uri`` with an empty schema; its tasks run at once, in the caller (QUEUE_URL=immediate)."""
     settings = {"TESTING": True, "SQLALCHEMY_DATABASE_URI": uri, "SECRET_KEY": "test-secret",
-                "CLINIC_NAME": "Test Clinic", "CLINIC": None, "PDF_BACKGROUND": False, **TEST_KEYS,
-                **extra}
+                "CLINIC_NAME": "Test Clinic", "CLINIC": None, "PDF_BACKGROUND": False, "QUEUE_URL": "immediate",
+                "MAIL_DIR": MAIL_DIR, **TEST_KEYS, **extra}
     settings.pop("CLINIC")
     app = create_app(settings)
     with app.app_context():
         db.drop_all()
         db.create_all()
     return app
+
+
+@contextlib.contextmanager
+def consumer(app, workers: int = 1):
+    """Run a real Huey consumer on the app's queue in this process (threads) for the block; stop it gracefully."""
+    from screening import tasks
+
+    huey = tasks.queue_of(app).huey
+    worker = huey.create_consumer(workers=workers, periodic=False, initial_delay=0.05, max_delay=0.2)
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    worker.start()
+    try:
+        yield worker
+    finally:
+        worker.stop(graceful=True)
+        for sig, handler in handlers.items():  # the consumer took them over: give them back to pytest
+            signal.signal(sig, handler)
 
 
 @pytest.fixture(params=DATABASES)
@@ -58,15 +83,6 @@ def client(app):
 @pytest.fixture
 def runner(app):
     return app.test_cli_runner()
-
-
-@pytest.fixture(autouse=True)
-def _no_sweeps_after_the_test():
-    """The renderer thread outlives a test's app: stop its periodic sweep for missing PDFs with the test."""
-    yield
-    from screening import services
-
-    services.stop_sweeping()
 
 
 @pytest.fixture(autouse=True)

@@ -26,6 +26,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -49,11 +50,14 @@ REFERENCE = re.compile(r'class="reference">([A-Z0-9-]+)<')
 def server_env(database_url: str, **extra: str) -> dict:
     """The environment for the app's processes: this one's, less any SCREENING_/FLASK_ setting, plus ours."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SCREENING_", "FLASK_"))}
+    # A task queue and a mail folder of this run only (never the developer's instance/queue.db and instance/mail).
+    folder = tempfile.mkdtemp(prefix="screening-live-")
     env.update({"SCREENING_DATABASE_URL": database_url, "SCREENING_SECRET_KEY": secrets.token_hex(32),
+                "SCREENING_QUEUE_URL": f"sqlite:///{folder}/queue.db", "SCREENING_MAIL_DIR": f"{folder}/mail",
                 # Keys of this run only (a Fernet key is 32 random bytes, URL-safe base64).
                 "SCREENING_ENCRYPTION_KEYS": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
                 "SCREENING_INDEX_KEY": secrets.token_hex(32),
-                "SCREENING_PDF_BACKGROUND": "thread", "PYTHONUNBUFFERED": "1",
+                "SCREENING_PDF_BACKGROUND": "queue", "PYTHONUNBUFFERED": "1",
                 # Every simulated client comes from 127.0.0.1: lift the per-address limits on the public form.
                 "SCREENING_START_LIMIT": "100000 per hour", "SCREENING_SUBMIT_LIMIT": "100000 per hour"})
     env.update({k: str(v) for k, v in extra.items()})
@@ -353,27 +357,28 @@ class Run:
 
 
 @contextlib.contextmanager
-def renderer_process(env: dict, log_path: Path, wanted: bool = True):
-    """Run ``flask screening render-pdfs --watch`` (SCREENING_PDF_BACKGROUND=worker) for the block; yield it or None."""
-    if not wanted:
-        yield None
-        return
+def worker_processes(env: dict, log_path: Path, count: int = 1):
+    """Run ``count`` ``flask screening worker`` processes (one task at a time each) for the block; yield them."""
+    procs: list[subprocess.Popen] = []
     with open(log_path, "wb") as log:
-        renderer = subprocess.Popen(
-            [sys.executable, "-m", "flask", "--app", "wsgi", "screening", "render-pdfs", "--watch"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            yield renderer
+            for n in range(count):
+                extra = [] if n == 0 else ["--no-periodic"]  # one sweep is enough
+                procs.append(subprocess.Popen(
+                    [sys.executable, "-m", "flask", "--app", "wsgi", "screening", "worker", "-w", "1", *extra],
+                    cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+            yield procs
         finally:
-            stop(renderer)
+            for proc in procs:
+                stop(proc)
 
 
 def run_concurrency(database_url: str, folder: Path, *, clients: int, total: int, workers: int = 2,
-                    pdf_mode: str = "thread", pdf_timeout: float = 1200, get_each_page: bool = False) -> Run:
+                    pdf_mode: str = "queue", pdf_timeout: float = 1200, get_each_page: bool = False) -> Run:
     """Migrate an emptied database, serve it with gunicorn, run the load, wait for every PDF, read it all back.
 
-    ``pdf_mode`` is SCREENING_PDF_BACKGROUND; with ``worker`` a ``flask screening render-pdfs --watch``
-    process runs beside gunicorn. The database is emptied again at the end (a shared PostgreSQL test
+    ``pdf_mode`` is SCREENING_PDF_BACKGROUND; with ``queue`` as many ``flask screening worker`` processes as
+    gunicorn workers run beside gunicorn (as two machines would). The database is emptied again at the end (a shared PostgreSQL test
     database must be left as found).
     """
     env = server_env(database_url, SCREENING_PDF_BACKGROUND=pdf_mode)
@@ -383,7 +388,7 @@ def run_concurrency(database_url: str, folder: Path, *, clients: int, total: int
     renderer = None
     try:
         with serve(env, folder / "gunicorn.log", workers=workers) as server, \
-                renderer_process(env, folder / "renderer.log", pdf_mode == "worker") as renderer:
+                worker_processes(env, folder / "worker.log", workers if pdf_mode == "queue" else 0) as renderer:
             load = run_load(server.port, clients=clients, total=total, get_each_page=get_each_page)
             pdf_seconds = wait_for_pdfs(app, pdf_timeout)
         stored = stored_submissions(app)
@@ -396,7 +401,7 @@ def run_concurrency(database_url: str, folder: Path, *, clients: int, total: int
         reset_database(env)
     return Run(database=database_url.split(":")[0], load=load, pdf_seconds=pdf_seconds, stored=stored,
                drafts=drafts, log_problems=server.log_problems(),
-               renderer_output=(folder / "renderer.log").read_text(errors="replace") if renderer else "")
+               renderer_output=(folder / "worker.log").read_text(errors="replace") if renderer else "")
 
 
 def summary(run: Run, clients: int) -> str:

@@ -2,7 +2,7 @@
 
 Each client is a thread with its own cookie jar speaking real HTTP to ``gunicorn -w 2 wsgi:app`` on a
 migrated database (a fresh SQLite file, and PostgreSQL when SCREENING_TEST_DATABASE_URL is set). PDFs
-render in the default ``thread`` mode (one niced renderer thread per worker). ``bench/bench_concurrency.py``
+are queued and rendered by two ``flask screening worker`` processes beside gunicorn (as two machines would). ``bench/bench_concurrency.py``
 runs the same load and records its figures; nothing here is timed.
 """
 
@@ -19,7 +19,7 @@ PDF_TIMEOUT = 1200  # seconds for the background renderers to finish after the l
 
 def test_500_submissions_from_25_concurrent_clients_are_each_stored_once_with_a_pdf(database_url, tmp_path,
                                                                                      capsys):
-    run = live.run_concurrency(database_url, tmp_path, clients=CLIENTS, total=TOTAL, pdf_mode="thread",
+    run = live.run_concurrency(database_url, tmp_path, clients=CLIENTS, total=TOTAL, pdf_mode="queue",
                                pdf_timeout=PDF_TIMEOUT)
     with capsys.disabled():
         print(f"\n[concurrency] {live.summary(run, CLIENTS)}")

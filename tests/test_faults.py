@@ -1,4 +1,4 @@
-"""Faults lose nothing: a locked, unreachable or read-only database at the submit, a renderer killed
+"""Faults lose nothing: a locked, unreachable or read-only database at the submit, a worker killed
 mid-PDF, an unwritable PDF target, and a broken rules file at start-up.
 
 Each runs on SQLite and, when SCREENING_TEST_DATABASE_URL is set, on PostgreSQL (except where a fault
@@ -252,33 +252,41 @@ def _pdf_state(app) -> list[tuple[bool, bool]]:
              app.extensions["screening_vault"].pdf_intact(pdf, sha)) for pdf, sha in rows]
 
 
-def test_pdfs_lost_to_a_killed_renderer_are_rendered_by_the_next_run(setup):
+def test_pdfs_lost_to_a_killed_worker_are_rendered_by_the_next_run(setup):
     app, env = setup
-    env = {**env, "SCREENING_PDF_BACKGROUND": "worker"}
+    from screening import tasks
+
     client = app.test_client()
     count = 8
     for i in range(count):
         web.complete(client, clear_answers(full_name=f"Render Client {i}"))
     assert _pdf_state(app) == [(False, False)] * count
+    with app.app_context():
+        for submission_id in db.session.scalars(select(Submission.id)).all():
+            assert tasks.queue_of(app).render_pdf(submission_id) is None  # into the worker's queue (SQLite storage)
+        db.session.remove()
+    tasks.close(app)
 
-    renderer = _render_pdfs(env, "--watch", "--interval", "0.2", start_new_session=True)
+    worker = subprocess.Popen([sys.executable, "-m", "flask", "--app", "wsgi", "screening", "worker", "-w", "1",
+                               "--no-periodic"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         deadline = time.monotonic() + 180
         while sum(has for has, _ in _pdf_state(app)) == 0:
-            assert renderer.poll() is None, renderer.stdout.read()
+            assert worker.poll() is None, worker.stdout.read()
             assert time.monotonic() < deadline, "no PDF rendered within 180 s"
             time.sleep(0.05)
-        os.killpg(renderer.pid, signal.SIGKILL)  # mid-way through the next PDF
-        renderer.wait(timeout=30)
+        os.killpg(worker.pid, signal.SIGKILL)  # mid-way through the next PDF
+        worker.wait(timeout=30)
     finally:
-        if renderer.poll() is None:
-            os.killpg(renderer.pid, signal.SIGKILL)
-            renderer.wait(timeout=30)
-        renderer.stdout.close()
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait(timeout=30)
+        worker.stdout.close()
 
     state = _pdf_state(app)
     rendered = sum(has for has, _ in state)
-    assert 1 <= rendered < count, f"kill -9 came too late to interrupt the renderer ({rendered} of {count})"
+    assert 1 <= rendered < count, f"kill -9 came too late to interrupt the worker ({rendered} of {count})"
     assert all(has == ok for has, ok in state), "a PDF is stored whole, with its SHA-256, or not at all"
 
     again = _render_pdfs(env)

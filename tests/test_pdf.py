@@ -108,22 +108,29 @@ def test_the_fetcher_allows_only_data_and_static(app):
             fetcher.fetch(url)
 
 
-def test_submit_does_not_wait_for_rendering_and_a_failure_keeps_the_submission(database_url, monkeypatch, caplog,
-                                                                               tmp_path):
+def test_submit_only_queues_the_pdf_and_a_failed_render_keeps_the_submission(database_url, monkeypatch, caplog,
+                                                                             tmp_path):
+    from screening import tasks
     from tests.conftest import make_app
 
-    app = make_app(database_url, PDF_BACKGROUND=True)
+    app = make_app(database_url, PDF_BACKGROUND=True, QUEUE_URL=f"sqlite:///{tmp_path / 'queue.db'}")
     client = app.test_client()
 
     def broken(context):
         raise RuntimeError("renderer down")
 
     monkeypatch.setattr(pdf_module, "render", broken)
+    reference = complete(client, CASES["clear"][0])
+    huey = tasks.queue_of(app).huey
+    with app.app_context():
+        assert submission(app, reference).pdf is None, "the submit renders nothing itself"
+        db.session.remove()
+    assert huey.pending_count() == 1, "the PDF waits in the queue for the worker"
     with caplog.at_level(logging.ERROR):
-        reference = complete(client, CASES["clear"][0])
-        services.wait_for_pdfs()
+        huey.execute(huey.dequeue())  # what the worker does with it
     assert "PDF rendering failed" in caplog.text
     assert reference not in caplog.text and "Ann Example" not in caplog.text
+    assert huey.scheduled_count() == 1, "tried again later"
     monkeypatch.undo()
     runner = app.test_cli_runner()
     with app.app_context():
@@ -140,17 +147,18 @@ def test_submit_does_not_wait_for_rendering_and_a_failure_keeps_the_submission(d
         db.session.remove()
         db.drop_all()
         db.engine.dispose()
+    tasks.close(app)
 
 
-def test_background_rendering_stores_the_pdf(database_url):
+def test_the_queued_pdf_task_stores_the_pdf(database_url):
     from tests.conftest import make_app
 
-    app = make_app(database_url, PDF_BACKGROUND=True)
+    app = make_app(database_url, PDF_BACKGROUND=True)  # QUEUE_URL=immediate: the task runs as it is queued
     reference = complete(app.test_client(), CASES["clear"][0])
-    services.wait_for_pdfs()
     with app.app_context():
         row = submission(app, reference)
         assert row.pdf is not None and row.pdf.startswith(b"%PDF")
+        assert vault().pdf_intact(row.pdf, row.pdf_hmac)
         db.session.remove()
         db.drop_all()
         db.engine.dispose()
@@ -198,23 +206,27 @@ def test_render_pdfs_renders_every_missing_pdf_and_reports_failures(app, runner,
     assert runner.invoke(args=["screening", "render-pdfs"]).output.strip() == "rendered 0 PDF(s)"
 
 
-def test_a_new_process_renders_the_pdfs_a_killed_one_left(database_url):
-    from screening import create_app
+def test_the_sweep_renders_the_pdfs_whose_task_was_lost(database_url):
+    from sqlalchemy import update
+
+    from screening import create_app, tasks
+    from screening.models import utcnow
     from tests.conftest import make_app
 
-    left = make_app(database_url)  # renders nothing itself: stands for a process killed before rendering
+    left = make_app(database_url)  # queues nothing: stands for a process killed before it queued the PDF
     reference = complete(left.test_client(), CASES["clear"][0])
-    with left.app_context():
-        assert submission(left, reference).pdf is None
-    same = ("TESTING", "SQLALCHEMY_DATABASE_URI", "SECRET_KEY", "ENCRYPTION_KEYS", "INDEX_KEY")
-    restarted = create_app({**{k: left.config[k] for k in same}, "PDF_BACKGROUND": "thread"})
-    assert restarted.test_client().get("/").status_code == 200  # its first request starts the renderer
-    services.wait_for_pdfs()
-    with left.app_context():
-        row = submission(left, reference)
+    same = ("TESTING", "SQLALCHEMY_DATABASE_URI", "SECRET_KEY", "ENCRYPTION_KEYS", "INDEX_KEY", "QUEUE_URL")
+    worker = create_app({**{k: left.config[k] for k in same}, "PDF_BACKGROUND": "queue"})  # tasks run at once
+    with worker.app_context():
+        assert tasks.sweep() == {"pdfs": 0, "mails": 0}, "a PDF submitted just now still has its task"
+        db.session.execute(update(Submission).values(submitted_at=utcnow() - tasks.GRACE - dt.timedelta(seconds=1)))
+        db.session.commit()
+        assert tasks.sweep() == {"pdfs": 1, "mails": 0}
+        row = submission(worker, reference)
         assert vault().pdf_intact(row.pdf, row.pdf_hmac)
+        assert tasks.sweep() == {"pdfs": 0, "mails": 0}
         db.session.remove()
         db.drop_all()
         db.engine.dispose()
-    with restarted.app_context():
+    with left.app_context():
         db.engine.dispose()

@@ -1,18 +1,18 @@
-"""Failed PDFs are tried again, with back-off, without anyone asking (issue 11 #8); a missing PDF shows as pending."""
+"""Failed PDFs are tried again, with back-off, by the task queue without anyone asking; a missing PDF shows as pending."""
 
 from __future__ import annotations
 
 import datetime as dt
 import time
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from screening import pdf as pdf_module
-from screening import services
+from screening import services, tasks
 from screening.extensions import db
-from screening.models import Submission
+from screening.models import Submission, utcnow
 from tests.answers import clear_answers
-from tests.conftest import make_app
+from tests.conftest import consumer, make_app
 from tests.staff import add_user, sign_in
 from tests.web import complete
 
@@ -42,56 +42,84 @@ def _pdf_stored(app, reference) -> bool:
             db.session.remove()
 
 
-def test_the_backoff_doubles_up_to_its_cap():
-    now = [100.0]
-    backoff = services.Backoff(base=30, cap=100, clock=lambda: now[0])
-    assert [backoff.failed(7) for _ in range(4)] == [30, 60, 100, 100]
-    assert backoff.waiting() == {7}
-    now[0] += 100
-    assert backoff.waiting() == set()
-    backoff.succeeded(7)
-    assert backoff.failed(7) == 30, "a success starts the count again"
+def _make_due(app, submission_id) -> None:
+    """Move the PDF's next try to now (as if its back-off had passed)."""
+    with app.app_context():
+        db.session.execute(update(Submission).where(Submission.id == submission_id).values(pdf_due_at=utcnow()))
+        db.session.commit()
+        db.session.remove()
 
 
-def test_a_render_that_fails_once_is_retried_by_the_renderer_thread_and_stored(database_url, monkeypatch):
-    app = make_app(database_url, PDF_BACKGROUND="thread", PDF_RETRY_SECONDS=0.3, PDF_RETRY_MAX_SECONDS=1)
+def test_a_failing_pdf_backs_off_doubling_up_to_its_cap_then_renders(app, monkeypatch):
+    app.config.update(PDF_RETRY_SECONDS=30, PDF_RETRY_MAX_SECONDS=100)
+    reference = complete(app.test_client(), clear_answers(full_name="Walt Watcher"))
+    with app.app_context():
+        submission_id = db.session.scalar(select(Submission.id).where(Submission.reference == reference))
+        db.session.remove()
+
+    def broken(context):
+        raise RuntimeError("the database went away mid-render")
+
+    monkeypatch.setattr(pdf_module, "render", broken)
+    delays = []
+    for _ in range(4):
+        with app.app_context():
+            delays.append(services.render_claimed(db.session, submission_id, app.config))
+            assert services.render_claimed(db.session, submission_id, app.config) is None, "not due yet: not tried"
+            db.session.remove()
+        _make_due(app, submission_id)
+    assert delays == [30, 60, 100, 100]
+    monkeypatch.undo()
+    with app.app_context():
+        assert services.render_claimed(db.session, submission_id, app.config) is None
+        db.session.remove()
+    assert _pdf_stored(app, reference)
+
+
+def test_two_workers_never_render_the_same_pdf(app, monkeypatch):
+    reference = complete(app.test_client(), clear_answers(full_name="Olga Once"))
+    calls = []
+    real = pdf_module.render
+    monkeypatch.setattr(pdf_module, "render", lambda context: calls.append(1) or real(context))
+    with app.app_context():
+        submission_id = db.session.scalar(select(Submission.id).where(Submission.reference == reference))
+        # A second worker's claim while the first holds it (its lease has not ended) does nothing.
+        db.session.execute(update(Submission).values(pdf_due_at=utcnow() + services.PDF_LEASE))
+        db.session.commit()
+        assert services.render_claimed(db.session, submission_id, app.config) is None and calls == []
+        db.session.remove()
+    _make_due(app, submission_id)  # the first worker died: its lease ended
+    with app.app_context():
+        assert services.render_claimed(db.session, submission_id, app.config) is None and calls == [1]
+        assert services.render_claimed(db.session, submission_id, app.config) is None and calls == [1], "done"
+        db.session.remove()
+    assert _pdf_stored(app, reference)
+
+
+def test_a_render_that_fails_once_is_retried_by_a_real_consumer_and_stored(database_url, monkeypatch, tmp_path):
+    app = make_app(database_url, PDF_BACKGROUND="queue", QUEUE_URL=f"sqlite:///{tmp_path / 'queue.db'}",
+                   PDF_RETRY_SECONDS=0.2, PDF_RETRY_MAX_SECONDS=1)
     try:
         calls = _failing_once(monkeypatch)
         reference = complete(app.test_client(), clear_answers(full_name="Rita Retry"))
-        services.wait_for_pdfs()  # the queued render ran, and failed
-        assert calls["n"] >= 1
-        deadline = time.monotonic() + 60
-        while not _pdf_stored(app, reference):  # nobody asks for it: the renderer's sweep renders it
-            assert time.monotonic() < deadline, "the failed PDF was not tried again within 60 s"
-            time.sleep(0.1)
+        assert calls["n"] == 0, "the submit only queued it"
+        with consumer(app):
+            deadline = time.monotonic() + 60
+            while not _pdf_stored(app, reference):  # nobody asks for it: the retry renders it
+                assert time.monotonic() < deadline, "the failed PDF was not tried again within 60 s"
+                time.sleep(0.1)
         assert calls["n"] == 2
         with app.app_context():
             row = db.session.scalar(select(Submission).where(Submission.reference == reference))
             assert app.extensions["screening_vault"].pdf_intact(row.pdf, row.pdf_hmac)
+            assert row.pdf_attempts == 1
             db.session.remove()
     finally:
-        services.stop_sweeping()
+        tasks.close(app)
         with app.app_context():
             db.session.remove()
             db.drop_all()
             db.engine.dispose()
-
-
-def test_the_watching_renderer_tries_a_failed_pdf_again_once_its_backoff_has_passed(app, monkeypatch):
-    calls = _failing_once(monkeypatch)
-    reference = complete(app.test_client(), clear_answers(full_name="Walt Watcher"))
-    now = [0.0]
-    backoff = services.Backoff(base=30, cap=900, clock=lambda: now[0])
-    with app.app_context():
-        failed: set[int] = set()
-        assert services.render_pending(db.session, app.config["CLINIC"], failed=failed, backoff=backoff) == 0
-        assert len(failed) == 1 and calls["n"] == 1
-        now[0] += 10
-        assert services.render_pending(db.session, app.config["CLINIC"], backoff=backoff) == 0, "not yet due"
-        now[0] += 25
-        assert services.render_pending(db.session, app.config["CLINIC"], backoff=backoff) == 1
-        db.session.remove()
-    assert _pdf_stored(app, reference)
 
 
 def test_a_missing_pdf_shows_as_pending_in_the_staff_pages(app):

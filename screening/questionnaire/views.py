@@ -21,7 +21,7 @@ from sqlalchemy.exc import OperationalError
 from wtforms import BooleanField, StringField
 from wtforms.validators import Length, Optional
 
-from .. import current_rules, kiosk, security, services
+from .. import current_rules, kiosk, security, services, tasks
 from .. import questions as qd
 from ..display import format_answer
 from ..errors import DraftNotFound, IncompleteDraft, NotSigned, SaveFailed
@@ -315,11 +315,8 @@ def declaration():
 def _sent(submission_id: int | None, reference: str):
     """Confirm a stored submission (and queue its PDF); touches no database."""
     g.submitted = True  # counts towards SUBMIT_LIMIT (a refused or mistyped declaration does not)
-    if submission_id is not None and current_app.config["PDF_BACKGROUND"] == "thread":
-        try:
-            services.render_later(current_app._get_current_object(), submission_id)
-        except Exception:  # noqa: BLE001 - the PDF is swept up later; the client must see the confirmation
-            current_app.logger.exception("could not queue the PDF of submission id %s", submission_id)
+    if submission_id is not None and current_app.config["PDF_BACKGROUND"] == "queue":
+        tasks.enqueue_pdf(submission_id)  # never raises: a PDF not queued is found by the worker's sweep
     if kiosk.active():
         # Nothing of this client stays in the kiosk's cookie, not even the reference: Back and reload find nothing.
         kiosk.clear_session()
