@@ -1,6 +1,7 @@
 import contextlib
 import os
 import signal
+import socket
 import tempfile
 from pathlib import Path
 
@@ -55,6 +56,56 @@ def consumer(app, workers: int = 1):
         worker.stop(graceful=True)
         for sig, handler in handlers.items():  # the consumer took them over: give them back to pytest
             signal.signal(sig, handler)
+
+
+class Mailbox:
+    """An aiosmtpd handler keeping what arrives; ``replies`` answers the next RCPTs (e.g. "451 ..."); ``delay`` slows DATA."""
+
+    def __init__(self):
+        self.messages: list = []
+        self.replies: list[str] = []
+        self.delay = 0.0
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if self.replies:
+            return self.replies.pop(0)
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        import asyncio
+        import email
+        import email.policy
+
+        await asyncio.sleep(self.delay)
+        self.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
+        return "250 Message accepted for delivery"
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on (at the moment of asking)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def smtp():
+    """A real SMTP server (aiosmtpd) on a free loopback port in this process: (its smtp:// URL, its Mailbox)."""
+    import asyncio
+
+    from aiosmtpd.controller import Controller
+
+    mailbox = Mailbox()
+    port = free_port()
+    loop = asyncio.new_event_loop()  # ours, so that it is closed (a loop left open is a ResourceWarning)
+    controller = Controller(mailbox, hostname="127.0.0.1", port=port, loop=loop, server_hostname="localhost")
+    controller.start()
+    try:
+        yield f"smtp://127.0.0.1:{port}", mailbox
+    finally:
+        controller.stop()
+        loop.close()
 
 
 @pytest.fixture(params=DATABASES)
