@@ -1,5 +1,5 @@
 # Two commands do all the set-up on a fresh machine:
-#   make run    install what is needed, migrate the SQLite database, serve http://127.0.0.1:5000
+#   make run    install what is needed, migrate the SQLite database, serve http://127.0.0.1:5000 with a worker
 #   make test   install what is needed and run every test
 PYTHON ?= python3
 VENV := .venv
@@ -37,10 +37,14 @@ $(STAMP): requirements.txt
 
 venv: $(STAMP)
 
+# The web server and the task queue's worker (PDFs, email) together; stopping the server (Ctrl-C) stops the worker.
+PORT ?= 5000
 run: sysdeps $(STAMP)
 	$(BIN)/flask --app wsgi screening check-rules
 	$(BIN)/flask --app wsgi db upgrade
-	$(BIN)/flask --app wsgi run --host 127.0.0.1 --port 5000
+	$(BIN)/flask --app wsgi screening worker & worker=$$!; \
+	trap 'kill $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT INT TERM; \
+	$(BIN)/flask --app wsgi run --host 127.0.0.1 --port $(PORT)
 
 test: sysdeps-test $(STAMP)
 	$(BIN)/python -m pytest

@@ -3,7 +3,7 @@
 A database error's text quotes the SQL statement (and, unless hidden, its parameters: answers, names); other
 errors' texts can quote values too (a ``KeyError`` names the key, a ``ValueError`` repeats what it was given).
 So every log record of the app that carries an exception (``logger.exception``, Flask's "Exception on ..."
-for an unhandled error, the PDF renderer's failures) keeps its traceback's frames, which are source lines, and
+for an unhandled error, a task's failures, Huey's own) keeps its traceback's frames, which are source lines, and
 each exception's type, and drops every exception's message.
 """
 
@@ -48,8 +48,8 @@ _FILTER = WithholdMessages()
 
 def install(app) -> None:
     """Scrub the app's logger and every ``screening.*`` module logger (a filter is per logger, not inherited)."""
-    names = {app.logger.name, "screening"} | {name for name in logging.root.manager.loggerDict
-                                              if name.startswith("screening.")}
+    names = {app.logger.name, "screening", "huey", "huey.consumer"} | {
+        name for name in logging.root.manager.loggerDict if name.startswith(("screening.", "huey."))}
     for name in names:
         logger = logging.getLogger(name)
         if _FILTER not in logger.filters:

@@ -138,9 +138,6 @@ def sweep(huey_tasks: SimpleNamespace | None = None) -> dict[str, int]:
 
 
 def run_worker(app: Flask, workers: int = 2, *, periodic: bool = True) -> None:
-    """Run the consumer until SIGINT (finishes running tasks) or SIGTERM; a sweep first, then every minute."""
-    tasks = queue_of(app)
-    consumer = tasks.huey.create_consumer(workers=workers, periodic=periodic, worker_type="thread",
-                                          check_worker_health=True)
-    tasks.sweep()  # what was left while no worker ran
+    """Run the consumer until SIGINT (finishes running tasks) or SIGTERM; with ``periodic``, a sweep at once and every minute."""
+    consumer = queue_of(app).huey.create_consumer(workers=workers, periodic=periodic, worker_type="thread")
     consumer.run()
