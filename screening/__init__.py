@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 
 from flask import Flask, current_app
 
@@ -27,6 +28,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     if app.config["ENV"] == "production":
         config.check_production_secrets(app.config)  # after the vault has said whether the keys are Fernet keys
     config.check_rate_limit_storage(app.config)
+    config.check_queue_and_mail(app.config, Path(app.instance_path))
     # A broken rules file stops start-up here, naming each rule and line.
     app.extensions["screening_rules"] = load_rules(app.config["RULES_PATH"])
 

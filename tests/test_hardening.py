@@ -297,7 +297,8 @@ def test_sqlite_database_files_are_created_0600(tmp_path):
 def production(tmp_path, **settings):
     base = {"ENV": "production", "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'p.db'}",
             "SECRET_KEY": Fernet.generate_key().decode(), "ENCRYPTION_KEYS": [Fernet.generate_key().decode()],
-            "INDEX_KEY": Fernet.generate_key().decode(), "SINGLE_PROCESS": True, "CHECK_KEYS": False}
+            "INDEX_KEY": Fernet.generate_key().decode(), "SINGLE_PROCESS": True, "CHECK_KEYS": False,
+            "MAIL_DIR": str(tmp_path / "mail")}  # production sends email, or writes it where it is told to
     return create_app({**base, **settings})
 
 
