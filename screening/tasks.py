@@ -23,6 +23,15 @@ log = logging.getLogger(__name__)
 # Work due this long ago and still not done has lost its task (a worker killed, a failed enqueue): the sweep queues it.
 GRACE = dt.timedelta(minutes=1)
 _lock = threading.Lock()
+_periodic: dict[str, tuple] = {}  # name -> (use case, schedule): see periodic()
+
+
+def periodic(name: str, schedule=None):
+    """Register ``func()`` as a periodic task (every minute, or on ``schedule``: a huey crontab), run in an app context."""
+    def register(func):
+        _periodic[name] = (func, schedule or crontab(minute="*"))
+        return func
+    return register
 
 
 def make_huey(app: Flask):
@@ -72,7 +81,23 @@ def make_huey(app: Flask):
             sweep(huey_tasks=tasks)
 
     tasks = SimpleNamespace(huey=huey, render_pdf=render_pdf, send_mail=send_mail, sweep=sweep_task)
+    for name, (func, schedule) in _periodic.items():
+        setattr(tasks, name, huey.periodic_task(schedule, name=name)(_in_app(app, func)))
     return tasks
+
+
+def _in_app(app: Flask, func):
+    """Wrap a use case to run in ``app``'s context, its session removed after."""
+    def run() -> None:
+        from .extensions import db
+
+        with app.app_context():
+            try:
+                func()
+            finally:
+                db.session.remove()
+    run.__name__ = func.__name__
+    return run
 
 
 def queue_of(app: Flask | None = None) -> SimpleNamespace:

@@ -157,3 +157,21 @@ def test_a_worker_process_renders_the_pdf_and_delivers_the_mail_queued_by_the_ap
             db.session.remove()
             db.drop_all()
             db.engine.dispose()
+
+
+def test_a_registered_periodic_use_case_runs_in_an_app_context(database_url, monkeypatch):
+    from flask import current_app
+
+    ran = []
+    monkeypatch.setattr(tasks, "_periodic", {})
+    tasks.periodic("remind")(lambda: ran.append(current_app.config["CLINIC"]["name"]))
+    app = make_app(database_url)
+    try:
+        queue = tasks.queue_of(app)
+        assert sorted(t.name.rsplit(".", 1)[-1] for t in queue.huey.read_periodic(None)) == ["remind", "sweep"]
+        queue.remind()  # immediate: runs as it is queued, as the worker would every minute
+        assert ran == ["Test Clinic"]
+    finally:
+        with app.app_context():
+            db.drop_all()
+            db.engine.dispose()
