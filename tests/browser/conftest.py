@@ -145,6 +145,9 @@ def _server_env(db_path: Path, extra: dict) -> dict:
         "SCREENING_INDEX_KEY": secrets.token_hex(32),
         "SCREENING_CLINIC_NAME": CLINIC,
         "SCREENING_PDF_BACKGROUND": "0",
+        # The server's task queue and mail folder beside its database, never the developer's instance/.
+        "SCREENING_QUEUE_URL": f"sqlite:///{db_path.parent / 'queue.db'}",
+        "SCREENING_MAIL_DIR": str(db_path.parent / "mail"),
         "PYTHONUNBUFFERED": "1",
     })
     env.update({k: str(v) for k, v in extra.items()})
