@@ -27,7 +27,7 @@ _periodic: dict[str, tuple] = {}  # name -> (use case, schedule): see periodic()
 
 
 def periodic(name: str, schedule=None):
-    """Register ``func()`` as a periodic task (every minute, or on ``schedule``: a huey crontab), run in an app context."""
+    """Register ``func()`` to run in the worker every minute (or on ``schedule``, a huey crontab), in an app context."""
     def register(func):
         _periodic[name] = (func, schedule or crontab(minute="*"))
         return func
@@ -101,7 +101,7 @@ def _in_app(app: Flask, func):
 
 
 def queue_of(app: Flask | None = None) -> SimpleNamespace:
-    """Return the app's queue (``.huey``) and its tasks (``.render_pdf``, ``.send_mail``, ``.sweep``), made on first use."""
+    """Return the app's queue (``.huey``) and its tasks (``.render_pdf``, ``.send_mail``, ...), made on first use."""
     app = app or current_app._get_current_object()
     with _lock:
         if "screening_tasks" not in app.extensions:
@@ -163,6 +163,6 @@ def sweep(huey_tasks: SimpleNamespace | None = None) -> dict[str, int]:
 
 
 def run_worker(app: Flask, workers: int = 2, *, periodic: bool = True) -> None:
-    """Run the consumer until SIGINT (finishes running tasks) or SIGTERM; with ``periodic``, a sweep at once and every minute."""
+    """Run the consumer until SIGINT (running tasks finish) or SIGTERM; ``periodic``: a sweep now and every minute."""
     consumer = queue_of(app).huey.create_consumer(workers=workers, periodic=periodic, worker_type="thread")
     consumer.run()

@@ -59,7 +59,7 @@ def consumer(app, workers: int = 1):
 
 
 class Mailbox:
-    """An aiosmtpd handler keeping what arrives; ``replies`` answers the next RCPTs (e.g. "451 ..."); ``delay`` slows DATA."""
+    """An aiosmtpd handler keeping what arrives; ``replies`` answer the next RCPTs ("451 ..."); ``delay`` slows DATA."""
 
     def __init__(self):
         self.messages: list = []

@@ -378,8 +378,8 @@ def run_concurrency(database_url: str, folder: Path, *, clients: int, total: int
     """Migrate an emptied database, serve it with gunicorn, run the load, wait for every PDF, read it all back.
 
     ``pdf_mode`` is SCREENING_PDF_BACKGROUND; with ``queue`` as many ``flask screening worker`` processes as
-    gunicorn workers run beside gunicorn (as two machines would). The database is emptied again at the end (a shared PostgreSQL test
-    database must be left as found).
+    gunicorn workers run beside gunicorn (as two machines would). The database is emptied again at the end (a
+    shared PostgreSQL test database must be left as found).
     """
     env = server_env(database_url, SCREENING_PDF_BACKGROUND=pdf_mode)
     reset_database(env)

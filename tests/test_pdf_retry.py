@@ -1,4 +1,4 @@
-"""Failed PDFs are tried again, with back-off, by the task queue without anyone asking; a missing PDF shows as pending."""
+"""Failed PDFs are tried again, with back-off, by the task queue unasked; a missing PDF shows as pending."""
 
 from __future__ import annotations
 
