@@ -48,8 +48,15 @@ def create_app(test_config: dict | None = None) -> Flask:
     from .questionnaire.views import bp as questionnaire_bp
     from .staff import views as staff_views
     from .staff.access import check_every_view_declares_roles
+    from .appointments import cli as _appointment_cli  # noqa: F401 - its commands join `flask screening`
+    from .appointments import views as _appointment_views  # noqa: F401 - its staff pages join the staff blueprint
+    from .appointments.invitation import bp as invitation_bp
 
     app.register_blueprint(questionnaire_bp)
+    app.register_blueprint(invitation_bp)
+    from .appointments.api import bp as api_bp
+
+    app.register_blueprint(api_bp)
     app.register_blueprint(staff_views.bp)
     check_every_view_declares_roles(app)
     app.cli.add_command(screening_cli)

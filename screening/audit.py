@@ -17,6 +17,9 @@ ACTIONS = {
     "sign_off", "addendum", "mark_arrived",
     "account_created", "account_deactivated", "password_reset",
     "kiosk_start", "kiosk_stop",
+    # Appointments (screening.appointments): the detail names the appointment's random uid, never the client.
+    "appointment_created", "appointment_updated", "appointment_cancelled", "appointments_imported",
+    "invitation_resent", "invitation_link_copied", "screening_attached", "api_token_created", "api_token_revoked",
     "purged", "exported", "erased",  # the command line's record keeping (screening.records); actor None
 }
 

@@ -80,6 +80,13 @@ def from_environ(environ=None) -> dict:
         # (England, 2021) keeps adult health records 8 years after the last treatment; a clinic may keep
         # longer (insurer, other UK nations' guidance), never shorter without a reason.
         "RETENTION_YEARS": int(env.get("SCREENING_RETENTION_YEARS", "8")),
+        # Requests per booking system's token to the appointments API (Flask-Limiter syntax).
+        "API_LIMIT": env.get("SCREENING_API_LIMIT", "300 per minute"),
+        # Invitations (screening.appointments): a link works until the end of the appointment day plus this many
+        # days; reminders go this many days before the appointment, until the screening is sent.
+        "INVITATION_GRACE_DAYS": int(env.get("SCREENING_INVITATION_GRACE_DAYS", "0")),
+        "REMINDER_DAYS": tuple(int(d) for d in env.get("SCREENING_REMINDER_DAYS", "3,1").replace(" ", "").split(",")
+                               if d),
         # Least privilege: the desk prints a desk sheet (no health data) unless the clinic lets it print the
         # practitioner's full PDF; the client is told which (templates read it).
         "DESK_FULL_PDF": env.get("SCREENING_DESK_FULL_PDF", "") in ("1", "true", "yes"),

@@ -248,8 +248,17 @@ def _error_text(code: int) -> tuple[str, list[str]]:
 
 
 def render_error(error: HTTPException):
-    """Render an HTTP error as a page in the app's style, with the same status."""
+    """Render an HTTP error as a page in the app's style, with the same status (JSON problem details for the API)."""
     code = error.code if error.code in ERROR_CODES else 500
+    if request.path.startswith("/api/"):
+        from .appointments.api import problem
+
+        response = problem(code, getattr(error, "description", "") if code < 500 else "")
+        if code == 429:
+            response.headers["Retry-After"] = str(_seconds_to_wait())
+        if isinstance(error, MethodNotAllowed) and error.valid_methods:
+            response.headers["Allow"] = ", ".join(error.valid_methods)
+        return response
     title, paragraphs = _error_text(code)
     back, back_text = back_link(code)
     response = current_app.make_response(
@@ -265,6 +274,9 @@ def render_error(error: HTTPException):
 # -- request bodies ------------------------------------------------------------------------
 
 
+FILE_ENDPOINTS = frozenset({"staff.import_csv"})
+
+
 def only_form_bodies():
     """Refuse (415) a POST whose body is not a form: forms, limits and CSRF read form fields only."""
     if request.method in ("GET", "HEAD", "OPTIONS"):
@@ -272,10 +284,14 @@ def only_form_bodies():
     if request.environ.get("screening.body_too_large"):
         abort(413)
     has_body = bool(request.content_length) or request.mimetype != ""
+    if request.path.startswith("/api/"):  # the booking systems' JSON API (appointments/api.py): JSON only
+        if has_body and request.mimetype != "application/json":
+            abort(415)
+        return None
     if has_body and request.mimetype not in FORM_TYPES:
         abort(415)
-    if request.mimetype == "multipart/form-data" and request.files:
-        abort(400)  # no form of this app takes a file: a text field sent as a file is refused, not read
+    if request.mimetype == "multipart/form-data" and request.files and request.endpoint not in FILE_ENDPOINTS:
+        abort(400)  # only the CSV import takes a file: elsewhere a text field sent as a file is refused, not read
     return None
 
 

@@ -8,6 +8,7 @@ import logging
 import secrets
 from typing import Any
 
+from blinker import Namespace
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
@@ -20,6 +21,9 @@ from .models import Draft, Review, Submission, utcnow
 from .rules import AnswersError, RuleSet, evaluate
 
 log = logging.getLogger(__name__)
+# Sent inside the submit's transaction, before its commit (sender: the session; draft, submission, answers): what
+# started the draft (an appointment's invitation) listens and adds its changes, and this module knows none of it.
+draft_submitted = Namespace().signal("draft-submitted")
 
 # Letters and digits that cannot be mistaken for one another when read aloud or handwritten.
 REFERENCE_ALPHABET = "ACDEFHJKMNPRTUVWXY3479"
@@ -160,8 +164,10 @@ def submit(session: Session, draft: Draft, ruleset: RuleSet) -> Submission:
             **indexes,
         )
         session.add(submission)
-        session.delete(draft)
         try:
+            session.flush()
+            draft_submitted.send(session, draft=draft, submission=submission, answers=stored)
+            session.delete(draft)
             session.flush()
             # What the caller needs after the commit is taken now: once committed, reading an expired
             # attribute is a new query, and a database that fails then must not turn "stored" into "not sent".

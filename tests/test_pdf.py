@@ -171,11 +171,15 @@ def test_pdf_cli_unknown_reference(runner, tmp_path):
 
 
 def test_no_public_route_serves_pdfs_or_submissions(app):
-    """Outside the signed-in staff area there are only the questionnaire's own pages."""
+    """Outside the signed-in staff area there are only the questionnaire's own pages, the invitation's (a link, the
+    date-of-birth check, the booking to confirm) and the booking systems' API behind its bearer token."""
     rules = sorted(str(r) for r in app.url_map.iter_rules() if not str(r).startswith("/staff/"))
     assert rules == sorted(["/", "/start", "/q/<page_id>", "/q/under-18", "/check", "/declaration", "/done",
                             "/expired", "/logo", "/static/<path:filename>", "/kiosk/exit", "/kiosk/reset",
-                            "/kiosk/alive", "/accessibility"])
+                            "/kiosk/alive", "/accessibility", "/i/<token>", "/invitation", "/invitation/booking",
+                            "/api/v1/appointments", "/api/v1/appointments/<external_id>",
+                            "/api/v1/appointments/<external_id>", "/api/v1/appointments/<external_id>",
+                            "/api/v1/openapi.json"])
 
 
 def test_render_pdfs_renders_every_missing_pdf_and_reports_failures(app, runner, monkeypatch):

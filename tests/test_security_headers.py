@@ -57,7 +57,20 @@ def submit_today(app, name="Tess Today") -> str:
 def samples(app) -> dict:
     """Return a value for each URL argument of the app's routes (a real one wherever it names a record)."""
     return {"page_id": qd.PAGES[0].id, "reference": submit_today(app), "filename": "css/app.css",
-            "user_id": add_user(app, "leaver@clinic.test", ["desk"])}
+            "user_id": add_user(app, "leaver@clinic.test", ["desk"]), "uid": book_today(app),
+            "token": "x" * 43, "external_id": "BK-1"}
+
+
+def book_today(app) -> str:
+    """Book an appointment for today; return its uid."""
+    from screening.appointments import services
+    from screening.appointments.booking import Booking
+
+    with app.app_context():
+        booking = Booking(name="Hedda Headers", date_of_birth=dt.date(1990, 3, 27), email="hedda@example.com",
+                          phone="", date=dt.date.today(), time=dt.time(9, 0), treatment="standard",
+                          areas=("full_face",))
+        return services.book(db.session, booking, source="test")[0].uid
 
 
 def visitor(app, kind: str):

@@ -10,6 +10,8 @@ import re
 import pytest
 
 from screening import services
+from screening.appointments import services as appointments
+from screening.appointments.booking import Booking
 from screening.extensions import db
 from screening.staff.accounts import create_user
 from tests.answers import clear_answers
@@ -55,6 +57,18 @@ ACCESS = {
     "staff.submission_pdf": table("GET", LOGIN, DENIED, 200, DENIED),
     "staff.sign_off": table("POST", 401, DENIED, RAN, DENIED),
     "staff.addendum": table("POST", 401, DENIED, RAN, DENIED),
+    # appointments (screening/appointments/views.py): everyone on staff sees the day (no health data); the desk and
+    # admins book, resend, unlock, cancel, attach and import. After one role cancels the sample appointment, a
+    # new link for it is refused (409): access was granted all the same.
+    "staff.appointments": table("GET", LOGIN, 200, 200, 200),
+    "staff.appointment": table("GET", LOGIN, 200, 200, 200),
+    "staff.new_appointment": table("GET", LOGIN, 200, DENIED, 200),
+    "staff.import_csv": table("GET", LOGIN, 200, DENIED, 200),
+    "staff.resend": table("POST", 401, 303, DENIED, 303),
+    "staff.copy_link": table("POST", 401, (200, 409), DENIED, (200, 409)),
+    "staff.unlock": table("POST", 401, 303, DENIED, 303),
+    "staff.cancel": table("POST", 401, 303, DENIED, 303),
+    "staff.attach": table("POST", 401, 303, DENIED, 303),
 }
 
 
@@ -73,11 +87,15 @@ def world(app):
         draft.answers = clear_answers(appointment_date=dt.date.today().isoformat(), full_name="Rhoda Access")
         services.sign(db.session, draft, "Rhoda Access")
         reference = services.submit(db.session, draft, app.extensions["screening_rules"]).reference
-    return {"reference": reference, "user_id": ids["spare"]}
+        booking = Booking(name="Rhoda Access", date_of_birth=dt.date(1990, 3, 27), email="rhoda@example.com",
+                          phone="", date=dt.date.today(), time=dt.time(10, 0), treatment="standard",
+                          areas=("full_face",))
+        uid = appointments.book(db.session, booking, source="test")[0].uid
+    return {"reference": reference, "user_id": ids["spare"], "uid": uid}
 
 
 def url_for_rule(rule, world) -> str:
-    values = {"reference": world["reference"], "user_id": world["user_id"]}
+    values = {"reference": world["reference"], "user_id": world["user_id"], "uid": world["uid"]}
     missing = set(rule.arguments) - set(values)
     assert not missing, f"{rule.rule}: give test_staff_access.py a sample value for {sorted(missing)}"
     return re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", lambda m: str(values[m.group(1)]), rule.rule)
