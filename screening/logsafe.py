@@ -10,6 +10,7 @@ each exception's type, and drops every exception's message.
 from __future__ import annotations
 
 import logging
+import re
 import traceback
 
 
@@ -44,6 +45,22 @@ class WithholdMessages(logging.Filter):
 
 
 _FILTER = WithholdMessages()
+INVITATION_LINK = re.compile(r"/i/[A-Za-z0-9_-]+")
+
+
+class HideInvitationTokens(logging.Filter):
+    """Replace an invitation link's token in a logged request line (the development server logs every path)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and "/i/" in record.msg:
+            record.msg = INVITATION_LINK.sub("/i/[token]", record.msg)
+        if record.args and isinstance(record.args, tuple):
+            record.args = tuple(INVITATION_LINK.sub("/i/[token]", a) if isinstance(a, str) else a
+                                for a in record.args)
+        return True
+
+
+_TOKENS = HideInvitationTokens()
 
 
 def install(app) -> None:
@@ -54,3 +71,6 @@ def install(app) -> None:
         logger = logging.getLogger(name)
         if _FILTER not in logger.filters:
             logger.addFilter(_FILTER)
+    werkzeug = logging.getLogger("werkzeug")  # `flask run`'s request lines
+    if _TOKENS not in werkzeug.filters:
+        werkzeug.addFilter(_TOKENS)

@@ -4,6 +4,7 @@ field, and the app tested against its own OpenAPI document with schemathesis."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import pytest
 import schemathesis
@@ -181,3 +182,12 @@ def test_the_api_conforms_to_its_openapi_document(case, api_schema):
     who exists); those answer 422 naming the field (test_every_field_at_fault_is_named)."""
     case.call_and_validate(headers=auth(api_schema.token),
                            excluded_checks=[schemathesis.checks.positive_data_acceptance])
+
+
+def test_the_readme_lists_every_area_code_the_import_and_the_api_take():
+    from screening.config import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Appointments and invitations"):readme.index("**The invitation.**")]
+    codes = section.split("areas separated by `;` from")[1].split(").")[0]
+    assert set(re.findall(r"`([a-z_]+)`", codes)) == set(AREAS)

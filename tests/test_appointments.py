@@ -485,3 +485,12 @@ def test_the_cli_imports_a_csv_all_or_nothing(app, tmp_path):
     assert "nothing was imported" in result.output
     result = app.test_cli_runner().invoke(args=["screening", "import-appointments", str(good)])
     assert result.exit_code == 0 and "imported 1 appointment(s)" in result.output
+
+
+def test_the_development_servers_request_log_hides_an_invitation_links_token(app, caplog):
+    import logging
+
+    token = "AbC-def_123" * 4
+    with caplog.at_level(logging.INFO, logger="werkzeug"):
+        logging.getLogger("werkzeug").info('127.0.0.1 - - "%s" %s %s', f"GET /i/{token} HTTP/1.1", "303", "-")
+    assert token not in caplog.text and "/i/[token]" in caplog.text
