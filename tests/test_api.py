@@ -191,3 +191,22 @@ def test_the_readme_lists_every_area_code_the_import_and_the_api_take():
     section = readme[readme.index("## Appointments and invitations"):readme.index("**The invitation.**")]
     codes = section.split("areas separated by `;` from")[1].split(").")[0]
     assert set(re.findall(r"`([a-z_]+)`", codes)) == set(AREAS)
+
+
+def test_an_admin_creates_a_token_in_the_browser_sees_it_once_and_revokes_it(app, client):
+    from tests.staff import add_user, sign_in
+    from tests.web import csrf_token
+
+    add_user(app, "admin@clinic.test", ["admin"])
+    sign_in(client, "admin@clinic.test")
+    page = client.get("/staff/admin/api-tokens")
+    empty = client.post("/staff/admin/api-tokens", data={"csrf_token": csrf_token(page.text), "name": "  "})
+    assert empty.status_code == 400 and "Enter the booking system’s name" in empty.text
+    created = client.post("/staff/admin/api-tokens", data={"csrf_token": csrf_token(page.text), "name": "Pabau"})
+    token = re.search(r'id="new-token" type="text" readonly value="(scr_[^"]+)"', created.text).group(1)
+    assert created.headers["Cache-Control"] == "no-store"
+    assert token not in client.get("/staff/admin/api-tokens").text, "shown once"
+    assert client.post("/api/v1/appointments", json=booking(), headers=auth(token)).status_code == 201
+    client.post("/staff/admin/api-tokens/revoke", data={"csrf_token": csrf_token(page.text), "name": "Pabau"})
+    assert client.get("/api/v1/appointments/BK-1001", headers=auth(token)).status_code == 401
+    assert "Revoked" in client.get("/staff/admin/api-tokens").text

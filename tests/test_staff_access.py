@@ -69,6 +69,10 @@ ACCESS = {
     "staff.unlock": table("POST", 401, 303, DENIED, 303),
     "staff.cancel": table("POST", 401, 303, DENIED, 303),
     "staff.attach": table("POST", 401, 303, DENIED, 303),
+    # the booking systems' API tokens: admins only (an empty form is refused: no name)
+    "staff.api_tokens": table("GET", LOGIN, DENIED, DENIED, 200),
+    "staff.create_api_token": table("POST", 401, DENIED, DENIED, 400),
+    "staff.revoke_api_token": table("POST", 401, DENIED, DENIED, 303),
 }
 
 

@@ -52,11 +52,11 @@ def problem(status: int, detail: str = "", errors: dict[str, str] | None = None)
     return response
 
 
-def create_token(session, name: str) -> str:
+def create_token(session, name: str, actor_id: int | None = None) -> str:
     """Create an integration's token; return it (shown once: only its hash is stored)."""
     token = "scr_" + secrets.token_urlsafe(32)
     session.add(ApiToken(name=name, token_hash=_hash(token)))
-    audit.record(session, "api_token_created", detail=f"api token {name}", commit=False)
+    audit.record(session, "api_token_created", actor_id=actor_id, detail=f"api token {name}", commit=False)
     session.commit()
     return token
 

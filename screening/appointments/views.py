@@ -213,3 +213,57 @@ def import_csv():
             return redirect(url_for(".appointments"), code=303)
     return render_template("appointments/import.html", form=form, problems=problems,
                            columns=csv_import.COLUMNS), (400 if problems else 200)
+
+
+# -- the API's tokens (admins) ------------------------------------------------------------------------
+
+
+def _tokens_page(created: str | None = None, error: str = "", status: int = 200):
+    from sqlalchemy import select
+
+    from .models import ApiToken
+
+    tokens = db.session.scalars(select(ApiToken).order_by(ApiToken.revoked_at.is_not(None), ApiToken.name)).all()
+    response = render_template("appointments/api_tokens.html", tokens=tokens, created=created, error=error,
+                               summary=[("name", error)] if error else [], form=FlaskForm())
+    return response, status, {"Cache-Control": "no-store"}
+
+
+@bp.get("/admin/api-tokens")
+@roles("admin")
+def api_tokens():
+    """The booking systems' tokens for the appointments API: create one (shown once), revoke one."""
+    return _tokens_page()
+
+
+@bp.post("/admin/api-tokens")
+@roles("admin")
+def create_api_token():
+    """Create a token for a booking system and show it once."""
+    from sqlalchemy import select
+
+    from .api import create_token
+    from .models import ApiToken
+
+    if not FlaskForm().validate_on_submit():
+        abort(400)
+    name = " ".join(request.form.get("name", "").split())[:61]
+    if not name or len(name) > 60:
+        return _tokens_page(error="Enter the booking system’s name, 60 characters or fewer", status=400)
+    if db.session.scalar(select(ApiToken.id).where(ApiToken.name == name)) is not None:
+        return _tokens_page(error="A token has that name already: choose another name", status=400)
+    return _tokens_page(created=create_token(db.session, name, actor_id=g.staff.id))
+
+
+@bp.post("/admin/api-tokens/revoke")
+@roles("admin")
+def revoke_api_token():
+    """Revoke a booking system's token: its requests are refused from now on."""
+    from .api import revoke_token
+
+    if not FlaskForm().validate_on_submit():
+        abort(400)
+    name = request.form.get("name", "")[:60]
+    if revoke_token(db.session, name, actor_id=g.staff.id):
+        flash(f"The token for {name} is revoked.")
+    return redirect(url_for(".api_tokens"), code=303)
