@@ -63,7 +63,8 @@ def follow(token: str):
     if opened.state == "gone":
         session.pop("invitation", None)
         return _gone()
-    session.clear()  # another client's questionnaire on this device is not carried into this one
+    for key in ("draft", "reference", "invitation_passed"):  # another client's questionnaire stays out of this one
+        session.pop(key, None)
     session["invitation"] = opened.link_id
     return redirect(url_for(".check_dob"), code=303)
 
