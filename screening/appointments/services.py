@@ -525,7 +525,10 @@ def send_reminders(session: Session, today: dt.date) -> int:
     return how many. Each is queued once, even with several workers running this at the same time."""
     queued = 0
     for appointment_id, days in due_reminders(session, today):
-        appointment = session.get(Appointment, appointment_id)
+        # Locked until the commit, and read again: a submit that attached the screening first is seen (its
+        # transaction is waited for), and one that comes second waits for this reminder to be queued. Without the
+        # lock, a screening sent between this read and the commit still got its reminder, after its confirmation.
+        appointment = session.get(Appointment, appointment_id, with_for_update=True, populate_existing=True)
         if appointment is None or appointment.submission_id is not None or appointment.cancelled_at is not None:
             continue
         session.add(ReminderSent(appointment_id=appointment_id, days_before=days))
