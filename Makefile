@@ -66,6 +66,7 @@ bench: sysdeps-test $(STAMP)
 	$(BIN)/python bench/bench_submit.py
 	$(BIN)/python bench/bench_list.py
 	$(BIN)/python bench/bench_concurrency.py
+	$(BIN)/python bench/bench_appointments.py
 
 # Re-make the lock after changing requirements.in (pip-tools runs in its own throwaway venv, outside the lock).
 PIP_TOOLS := pip-tools==7.6.2
