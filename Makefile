@@ -47,7 +47,7 @@ run: sysdeps $(STAMP)
 	$(BIN)/flask --app wsgi run --host 127.0.0.1 --port $(PORT)
 
 test: sysdeps-test $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 # Staff accounts without typing the venv's path: the password is asked for (twice, hidden).
 #   make user EMAIL=pat@clinic.example NAME="Pat Smith" ROLES="practitioner admin"

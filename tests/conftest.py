@@ -18,6 +18,39 @@ TEST_KEYS = {"ENCRYPTION_KEYS": ["qH4c2C3x0r3ZkO3bq7ZkJkq0Ww4h3x7oR0Vb5y6H1jQ="]
 DATABASES = ["sqlite"] + (["postgresql"] if os.environ.get("SCREENING_TEST_DATABASE_URL") else [])
 
 
+def pytest_configure(config):
+    """Under pytest-xdist (``make test`` runs two workers), give each worker its own PostgreSQL database and its own
+    Redis databases, so that tests in parallel never empty or fill each other's."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        return
+    number = int(worker.removeprefix("gw"))
+    url = os.environ.get("SCREENING_TEST_DATABASE_URL")
+    if url and not url.endswith(f"_{worker}"):
+        os.environ["SCREENING_TEST_DATABASE_URL"] = _own_database(url, worker)
+    redis_url = os.environ.get("SCREENING_TEST_REDIS_URL", "redis://127.0.0.1:6379/5")
+    prefix, _, index = redis_url.rpartition("/")
+    os.environ["SCREENING_TEST_REDIS_URL"] = f"{prefix}/{int(index) + 4 * number}"  # 5 and 6, then 9 and 10
+
+
+def _own_database(url: str, worker: str) -> str:
+    """Create (afresh) the database ``<name>_<worker>`` on the server of ``url``; return its URL."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    name = f"{parsed.database}_{worker}"
+    admin = create_engine(parsed.set(drivername="postgresql+psycopg", database="postgres"),
+                          isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        admin.dispose()
+    return parsed.set(database=name).render_as_string(hide_password=False)
+
+
 @pytest.fixture(scope="session")
 def ruleset():
     """The shipped rules.yaml, checked and compiled."""
