@@ -1,7 +1,7 @@
 """Benchmark what tests/test_scale.py checks, at 500: appointments through the API to the last email and PDF.
 
 Run: .venv/bin/python bench/bench_appointments.py [--appointments 500] [--clients 25] [--api-threads 8]
-                                                  [--postgresql URL] [--redis redis://127.0.0.1:6379/8]
+                                                  [--postgresql URL] [--redis redis://127.0.0.1:6379/12]
 
 Two app servers (two ``gunicorn -w 2`` on two ports, as two machines), two ``flask screening worker`` processes,
 PostgreSQL at ``--postgresql`` (default SCREENING_TEST_DATABASE_URL; its tables are DROPPED first and last: use a
@@ -43,9 +43,9 @@ def main() -> int:
     parser.add_argument("--postgresql", default=os.environ.get("SCREENING_TEST_DATABASE_URL", ""),
                         help="a PostgreSQL database of its own (its tables are dropped!); default "
                              "SCREENING_TEST_DATABASE_URL")
-    parser.add_argument("--redis", default=os.environ.get("SCREENING_BENCH_REDIS_URL", "redis://127.0.0.1:6379/8"),
+    parser.add_argument("--redis", default=os.environ.get("SCREENING_BENCH_REDIS_URL", "redis://127.0.0.1:6379/12"),
                         help="redis://HOST:PORT/N: the queue in N, the rate limits in N+1, both emptied "
-                             "(default redis://127.0.0.1:6379/8)")
+                             "(default redis://127.0.0.1:6379/12)")
     parser.add_argument("--reminder-every", type=float, default=5.0,
                         help="seconds between send_reminders runs during the load (default 5)")
     parser.add_argument("--timeout", type=float, default=3600,

@@ -791,8 +791,9 @@ def summary(run: Run) -> list[str]:
     fmt = (lambda s: "not within the timeout" if s is None else f"{s:.1f} s after the last submit")
     lines.append(f"last email: {fmt(run.mail_seconds)}; last PDF: {fmt(run.pdf_seconds)}")
     outbox = run.facts.get("outbox", [])
-    lines.append(f"emails: {len(outbox)} ({dict(Counter(r['kind'] for r in outbox))}); reminders queued during the "
-                 f"load {run.reminders_during}, after it {run.reminders_after}")
+    lines.append(f"emails: {len(outbox)} ({dict(Counter(r['kind'] for r in outbox))}); send_reminders here queued "
+                 f"{run.reminders_during} during the load and {run.reminders_after} after it (the workers' own "
+                 "schedule, every 10 minutes, may queue the others)")
     lines.append(f"whole run (migrate, servers, load, last email and PDF, checks): {run.whole:.0f} s")
     return lines
 
