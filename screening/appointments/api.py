@@ -114,7 +114,7 @@ def _body() -> tuple[dict | None, Response | None]:
 
 def represent(a: Appointment) -> dict:
     """Return an appointment as the API shows it: the booking and where its screening stands."""
-    rows = [r for r in services.day(db.session, a.appointment_date) if r.uid == a.uid]
+    rows = services.day(db.session, a.appointment_date, uid=a.uid)
     return {"external_id": a.external_id, "name": a.client_name, "date_of_birth": a.client_dob,
             "email": a.client_email, "phone": a.client_phone, "date": a.appointment_date.isoformat(),
             "time": a.appointment_time.strftime("%H:%M"), "treatment": a.treatment_variant, "areas": a.areas,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import questions as qd
-from ..questionnaire.forms import clean_text
+from ..questionnaire.forms import _EMAIL, _PHONE, clean_text  # the questionnaire's own checks of the same fields
 
 FIELDS = ("external_id", "name", "date_of_birth", "email", "phone", "date", "time", "treatment", "areas",
           "practitioner_email")
@@ -22,8 +22,6 @@ TREATMENTS = {c.code: c.label for c in qd.BY_ID["treatment_variant"].choices if 
 AREAS = {c.code: c.label for c in qd.TREATMENT_AREA_CHOICES}
 LIMITS = {"external_id": 100, "name": 120, "email": 254, "phone": 30, "practitioner_email": 254, "date_of_birth": 10,
           "date": 10, "time": 5, "treatment": 16}
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-_PHONE = re.compile(r"^\+?[0-9 ()-]{7,20}$")
 _EXTERNAL_ID = re.compile(r"^[A-Za-z0-9_:-][A-Za-z0-9._:-]*$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _TIME = re.compile(r"^\d{1,2}:\d{2}$")

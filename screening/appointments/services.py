@@ -415,8 +415,10 @@ def _status(a, draft_answers: int, outcome: str | None, reviewed: bool, arrived:
     return "invited"
 
 
-def day(session: Session, day: dt.date, *, query: str = "", not_screened: bool = False) -> list[DayRow]:
-    """Return the appointments on ``day`` (or, with ``query``, any day's that match a name or a date of birth)."""
+def day(session: Session, day: dt.date, *, query: str = "", not_screened: bool = False,
+        uid: str | None = None) -> list[DayRow]:
+    """Return the appointments on ``day`` (or, with ``query``, any day's that match a name or a date of birth;
+    with ``uid``, that one appointment's row)."""
     stmt = (select(Appointment.id, Appointment.uid, Appointment.appointment_time, Appointment.appointment_date,
                    raw(Appointment.client_name), raw(Appointment.client_dob), raw(Appointment.client_email),
                    Appointment.treatment_variant, Appointment.cancelled_at, Appointment.submission_id,
@@ -428,7 +430,7 @@ def day(session: Session, day: dt.date, *, query: str = "", not_screened: bool =
             .outerjoin(Arrival, Arrival.submission_id == Appointment.submission_id)
             .outerjoin(Draft, Draft.id == Appointment.draft_id)
             .order_by(Appointment.appointment_date, Appointment.appointment_time, Appointment.id))
-    filters = search_filters(query)
+    filters = [Appointment.uid == uid] if uid else search_filters(query)
     stmt = stmt.where(*filters) if filters else stmt.where(Appointment.appointment_date == day)
     rows = session.execute(stmt).all()
     failures = invitation_failures(session, [r.id for r in rows])

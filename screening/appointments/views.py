@@ -108,7 +108,7 @@ def new_appointment():
 def appointment(uid: str):
     """One appointment: the booking, where the screening stands, and what the desk can do."""
     a = _appointment_or_404(uid)
-    rows = [r for r in services.day(db.session, a.appointment_date) if r.uid == a.uid]
+    rows = services.day(db.session, a.appointment_date, uid=a.uid)
     return render_template("appointments/appointment.html", a=a, row=rows[0] if rows else None,
                            facts=services.appointment_facts(a), form=FlaskForm(), can_act=g.staff.has_role(*ACT_ROLES),
                            copied=None)
@@ -138,7 +138,7 @@ def copy_link(uid: str):
     if a.cancelled_at is not None or a.submission_id is not None:
         abort(409)
     url = services.copy_link(db.session, a, actor_id=g.staff.id)
-    rows = [r for r in services.day(db.session, a.appointment_date) if r.uid == a.uid]
+    rows = services.day(db.session, a.appointment_date, uid=a.uid)
     response = render_template("appointments/appointment.html", a=a, row=rows[0] if rows else None,
                                facts=services.appointment_facts(a), form=FlaskForm(), can_act=True, copied=url)
     return response, 200, {"Cache-Control": "no-store"}
