@@ -14,7 +14,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from flask import Flask, current_app
-from huey import MemoryHuey, RedisHuey, SqliteHuey, crontab
+from huey import MemoryHuey, PriorityRedisHuey, SqliteHuey, crontab
 from huey.exceptions import RetryTask
 from sqlalchemy import func, select
 
@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 # Work due this long ago and still not done has lost its task (a worker killed, a failed enqueue): the sweep queues it.
 GRACE = dt.timedelta(minutes=1)
 _lock = threading.Lock()
+MAIL_PRIORITY = 10  # Huey runs higher first; PDFs and sweeps have 0
 _periodic: dict[str, tuple] = {}  # name -> (use case, schedule): see periodic()
 
 
@@ -44,7 +45,7 @@ def make_huey(app: Flask):
         path.parent.mkdir(parents=True, exist_ok=True)
         huey = SqliteHuey("screening", filename=str(path), results=False)
     else:
-        huey = RedisHuey("screening", url=url, results=False)
+        huey = PriorityRedisHuey("screening", url=url, results=False)  # Redis 5 or later: task priorities
 
     @huey.task(name="render_pdf")
     def render_pdf(submission_id: int) -> None:
@@ -60,7 +61,9 @@ def make_huey(app: Flask):
         if retry_in is not None:
             raise RetryTask(delay=retry_in)
 
-    @huey.task(name="send_mail")
+    # Before any PDF waiting in the queue: under load a client's confirmation waited up to ~100 s behind renders
+    # (bench/bench_appointments.py), and an email takes milliseconds.
+    @huey.task(name="send_mail", priority=MAIL_PRIORITY)
     def send_mail(outbox_id: int) -> None:
         """Deliver one outbox message; a temporary failure is tried again with back-off."""
         from . import mail

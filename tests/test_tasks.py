@@ -175,3 +175,19 @@ def test_a_registered_periodic_use_case_runs_in_an_app_context(database_url, mon
         with app.app_context():
             db.drop_all()
             db.engine.dispose()
+
+
+def test_mail_goes_before_the_pdfs_already_waiting(tmp_path):
+    class App:
+        def __init__(self, config):
+            self.config, self.extensions = config, {}
+
+    queue = tasks.make_huey(App(_settings(tmp_path, "")))
+    try:
+        for submission_id in (1, 2, 3):
+            queue.render_pdf(submission_id)
+        queue.send_mail(7)
+        assert queue.huey.dequeue().name == "send_mail", "the email first, though queued last"
+        assert [queue.huey.dequeue().name for _ in range(3)] == ["render_pdf"] * 3
+    finally:
+        queue.huey.storage.close()
