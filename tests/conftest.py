@@ -1,7 +1,6 @@
 import contextlib
 import os
 import signal
-import socket
 import tempfile
 from pathlib import Path
 
@@ -11,6 +10,7 @@ from screening import create_app
 from screening.config import ROOT
 from screening.extensions import db, limiter
 from screening.rules import load_rules
+from tests.live import free_port, smtp_server  # noqa: F401 - the tests import free_port from here
 
 # Fixed test keys (Fernet format): never used outside the tests.
 TEST_KEYS = {"ENCRYPTION_KEYS": ["qH4c2C3x0r3ZkO3bq7ZkJkq0Ww4h3x7oR0Vb5y6H1jQ="],
@@ -115,30 +115,12 @@ class Mailbox:
         return "250 Message accepted for delivery"
 
 
-def free_port() -> int:
-    """A loopback port nobody listens on (at the moment of asking)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def smtp():
     """A real SMTP server (aiosmtpd) on a free loopback port in this process: (its smtp:// URL, its Mailbox)."""
-    import asyncio
-
-    from aiosmtpd.controller import Controller
-
     mailbox = Mailbox()
-    port = free_port()
-    loop = asyncio.new_event_loop()  # ours, so that it is closed (a loop left open is a ResourceWarning)
-    controller = Controller(mailbox, hostname="127.0.0.1", port=port, loop=loop, server_hostname="localhost")
-    controller.start()
-    try:
-        yield f"smtp://127.0.0.1:{port}", mailbox
-    finally:
-        controller.stop()
-        loop.close()
+    with smtp_server(mailbox) as url:
+        yield url, mailbox
 
 
 @pytest.fixture(params=DATABASES)

@@ -47,6 +47,31 @@ REFERENCE = re.compile(r'class="reference">([A-Z0-9-]+)<')
 # -- the server ---------------------------------------------------------------------------
 
 
+def free_port() -> int:
+    """A loopback port nobody listens on (at the moment of asking)."""
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def smtp_server(handler):
+    """Run a real SMTP server (aiosmtpd) with ``handler`` on a free loopback port in this process; yield its URL."""
+    import asyncio
+
+    from aiosmtpd.controller import Controller
+
+    port = free_port()
+    loop = asyncio.new_event_loop()  # ours, so that it is closed (a loop left open is a ResourceWarning)
+    controller = Controller(handler, hostname=HOST, port=port, loop=loop, server_hostname="localhost")
+    controller.start()
+    try:
+        yield f"smtp://{HOST}:{port}"
+    finally:
+        controller.stop()
+        loop.close()
+
+
 def server_env(database_url: str, **extra: str) -> dict:
     """The environment for the app's processes: this one's, less any SCREENING_/FLASK_ setting, plus ours."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SCREENING_", "FLASK_"))}

@@ -23,7 +23,6 @@ database of its own. Traffic goes only to 127.0.0.1, bounded in count and time.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime as dt
 import email
@@ -108,20 +107,9 @@ class CountingMailbox:
 @contextlib.contextmanager
 def smtp_server():
     """A real SMTP server on a free loopback port in this process: yield (its smtp:// URL, its CountingMailbox)."""
-    from aiosmtpd.controller import Controller
-
-    from tests.conftest import free_port
-
     mailbox = CountingMailbox()
-    port = free_port()
-    loop = asyncio.new_event_loop()
-    controller = Controller(mailbox, hostname="127.0.0.1", port=port, loop=loop, server_hostname="localhost")
-    controller.start()
-    try:
-        yield f"smtp://127.0.0.1:{port}", mailbox
-    finally:
-        controller.stop()
-        loop.close()
+    with live.smtp_server(mailbox) as url:
+        yield url, mailbox
 
 
 # -- HTTP ------------------------------------------------------------------------------------

@@ -17,7 +17,6 @@ booking pages, the already-sent page) is checked with axe-core at the level of t
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 import re
@@ -32,7 +31,7 @@ from screening import questions as qd
 from screening.config import ROOT
 from tests.answers import clear_answers
 from tests.browser.conftest import STAFF_PASSWORD, _server_errors, live_server_at
-from tests.conftest import Mailbox, free_port
+from tests.conftest import Mailbox, smtp_server
 
 DESKTOP = {"viewport": {"width": 1280, "height": 900}}
 PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
@@ -61,18 +60,9 @@ with app.app_context():
 @pytest.fixture(scope="module")
 def mail_server():
     """A real SMTP server for the module's app server (which is started once, its mail URL fixed): (url, Mailbox)."""
-    from aiosmtpd.controller import Controller
-
     mailbox = Mailbox()
-    port = free_port()
-    loop = asyncio.new_event_loop()
-    controller = Controller(mailbox, hostname="127.0.0.1", port=port, loop=loop, server_hostname="localhost")
-    controller.start()
-    try:
-        yield f"smtp://127.0.0.1:{port}", mailbox
-    finally:
-        controller.stop()
-        loop.close()
+    with smtp_server(mailbox) as url:
+        yield url, mailbox
 
 
 @pytest.fixture(scope="module")
