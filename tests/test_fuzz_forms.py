@@ -809,11 +809,11 @@ FIELD_NAMES = list(GOOD_BOOKING)
 
 
 def typed(text: str) -> str:
-    """Typed text as a booking reads it (read here on its own): control and bidi characters dropped, spaces
-    collapsed."""
+    """Typed text as a booking reads it (read here on its own): control and bidi characters and lone surrogates
+    dropped, spaces collapsed."""
     bidi = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
-    return " ".join("".join(c for c in text if c.isspace() or (unicodedata.category(c) != "Cc" and c not in bidi))
-                    .split())
+    return " ".join("".join(c for c in text if c.isspace() or (unicodedata.category(c) not in ("Cc", "Cs")
+                                                               and c not in bidi)).split())
 
 
 def iso_date(text: str) -> dt.date | None:
@@ -968,6 +968,11 @@ def test_fuzz_new_appointment(app, booker, data):
             check_round_trip(response, pairs, "new appointment")
 
 
+def SLASHED(target: str) -> tuple[int, ...]:  # noqa: N802 - reads as a constant in the assertions
+    """A "/" in the uid makes a path with "//", which Werkzeug answers with a 308 to the path with one "/"."""
+    return (308,) if "/" in target else ()
+
+
 @fuzz(25)
 @given(data=st.data())
 def test_fuzz_appointment_actions(app, staff, data):
@@ -1007,10 +1012,10 @@ def test_fuzz_appointment_actions(app, staff, data):
     after = appointment_state(app, uid)
     ok = first(pairs, "csrf_token") == staff["token"]
     if not ok:  # the CSRF check comes first: an unknown appointment too is a 400 (a 404 only off the routes)
-        assert response.status_code in (400, 404, 405) and after == before, response.status_code
+        assert response.status_code in (400, 404, 405) + SLASHED(target) and after == before, response.status_code
         return
     if target != uid:
-        assert response.status_code in (404, 405) and after == before, (response.status_code, target)
+        assert response.status_code in (404, 405) + SLASHED(target) and after == before, (response.status_code, target)
         return
     changed = {k: after[k] for k in after if after[k] != before[k]}
     if action == "resend":
@@ -1360,6 +1365,8 @@ def test_fuzz_api_create(app, api, data):
     if len(raw) > 256 * 1024:  # the app's MAX_CONTENT_LENGTH (a body of another type may be refused unread)
         expected = response.status_code if response.status_code == 415 and \
             (ctype or "").split(";")[0] != "application/json" else 413
+        if not authorised and response.status_code == 401:
+            expected = 401  # a request without a valid token is refused before its body is read
     elif (ctype or "").split(";")[0] != "application/json":
         expected = 415  # the app refuses a body that is not JSON before the API reads the token
     elif not authorised:
@@ -1375,7 +1382,7 @@ def test_fuzz_api_create(app, api, data):
         if halves:
             # A lone surrogate: the field refused (422), or the character dropped as a control character is; never
             # stored as it came (no encoding has it), never a 500.
-            allowed = (422,) if faults - halves else (201, 422)
+            allowed = (422,) if faults - halves else ((200, 409, 422) if replay else (201, 422))
             expected = response.status_code if response.status_code in allowed else 422
             if expected == 201:
                 with app.app_context():
@@ -1434,10 +1441,8 @@ def test_fuzz_api_tokens(app, booker, data):
     if first(pairs, "csrf_token") != good:
         assert response.status_code == 400 and after == before, response.status_code
     elif action == "create":
-        wanted = " ".join(typed_name.split())
-        if any(unicodedata.category(c) == "Cc" for c in wanted):  # refused, or created with them dropped
-            assert response.status_code in (200, 400) and len(after) - len(before) == (response.status_code == 200)
-        elif wanted and len(wanted) <= 60 and wanted not in before:
+        wanted = typed(typed_name)  # stored as typed text is: control, bidi and surrogate characters dropped
+        if wanted and len(wanted) <= 60 and wanted not in before:
             assert response.status_code == 200 and response.headers["Cache-Control"] == "no-store"
             assert re.search(r"scr_[A-Za-z0-9_-]{40,}", response.text), "the token is shown once"
             assert after == dict(before, **{wanted: False}), after
@@ -1446,6 +1451,7 @@ def test_fuzz_api_tokens(app, booker, data):
             check_round_trip(response, pairs, "api token")
     else:
         assert response.status_code == 303, response.status_code
+        # Only the exact name of a live token revokes it (one that cleaning would change names no token).
         assert after == (dict(before, **{typed_name[:60]: True}) if before.get(typed_name[:60]) is False else before)
 
 

@@ -12,7 +12,7 @@ import hashlib
 import json
 import secrets
 
-from flask import Blueprint, Response, current_app, g, request, url_for
+from flask import Blueprint, Response, abort, current_app, g, request, url_for
 from sqlalchemy import select
 
 from .. import audit
@@ -154,9 +154,13 @@ def create():
     return _json(represent(appointment), 201 if created else 200, location)
 
 
-def _find(external_id: str) -> Appointment | None:
+def _find(external_id: str) -> Appointment:
+    """Return the appointment with the booking system's ``external_id``, or answer 404 (a problem)."""
     # Only an id the check could have accepted reaches the database (a NUL would be a PostgreSQL error, a 500).
-    return services.by_external_id(db.session, external_id) if valid_external_id(external_id) else None
+    appointment = services.by_external_id(db.session, external_id) if valid_external_id(external_id) else None
+    if appointment is None:
+        abort(404, description="No appointment has this external_id")
+    return appointment
 
 
 @bp.get("/appointments/<external_id>")
@@ -164,8 +168,6 @@ def _find(external_id: str) -> Appointment | None:
 def read(external_id: str):
     """Return an appointment by the booking system's id."""
     appointment = _find(external_id)
-    if appointment is None:
-        return problem(404, "No appointment has this external_id")
     return _json(represent(appointment))
 
 
@@ -174,8 +176,6 @@ def read(external_id: str):
 def update(external_id: str):
     """Replace an appointment's booking (every field is sent, as for a create)."""
     appointment = _find(external_id)
-    if appointment is None:
-        return problem(404, "No appointment has this external_id")
     data, error = _body()
     if error:
         return error
@@ -196,8 +196,6 @@ def update(external_id: str):
 def cancel(external_id: str):
     """Cancel an appointment (again: nothing changes); its links stop working."""
     appointment = _find(external_id)
-    if appointment is None:
-        return problem(404, "No appointment has this external_id")
     services.cancel(db.session, appointment)
     return Response(status=204)
 

@@ -264,7 +264,9 @@ def revoke_api_token():
 
     if not FlaskForm().validate_on_submit():
         abort(400)
-    name = clean_text(request.form.get("name", ""))[:60]
-    if name and revoke_token(db.session, name, actor_id=g.staff.id):
+    name = request.form.get("name", "")[:60]
+    # Names are stored as typed text is (clean_text): one that cleaning would change names no token, and must not
+    # revoke the token it would become. Nor may it reach PostgreSQL (a NUL is an error there).
+    if name and name == clean_text(name) and revoke_token(db.session, name, actor_id=g.staff.id):
         flash(f"The token for {name} is revoked.")
     return redirect(url_for(".api_tokens"), code=303)
