@@ -18,6 +18,7 @@ import base64
 import contextlib
 import datetime as dt
 import http.client
+import json
 import os
 import re
 import secrets
@@ -219,16 +220,25 @@ class Client:
         self.agent = agent
         self.requests = 0
 
-    def request(self, method: str, path: str, data: dict | None = None, kind: str | None = None):
-        """Send one request; return (status, location, body text, ms)."""
-        headers = {"Host": f"{HOST}:{self.port}", "User-Agent": self.agent}
+    def target(self) -> tuple[int, dict[str, str]]:
+        """Return the port this request goes to and headers to add (tests/scale.py spreads requests over servers)."""
+        return self.port, {}
+
+    def request(self, method: str, path: str, data: dict | None = None, kind: str | None = None,
+                json_body: dict | None = None, headers: dict | None = None):
+        """Send one request (a form ``data``, or a ``json_body``); return (status, location, body text, ms)."""
+        port, extra = self.target()
+        headers = {"Host": f"{HOST}:{port}", "User-Agent": self.agent, **extra, **(headers or {})}
         if self.cookies:
             headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
         body = None
         if data is not None:
             body = urlencode(data, doseq=True).encode()
             headers["Content-Type"] = "application/x-www-form-urlencoded"
-        conn = http.client.HTTPConnection(HOST, self.port, timeout=120)
+        elif json_body is not None:
+            body = json.dumps(json_body).encode()
+            headers["Content-Type"] = "application/json"
+        conn = http.client.HTTPConnection(HOST, port, timeout=120)
         try:
             t0 = time.perf_counter()
             conn.request(method, path, body=body, headers=headers)

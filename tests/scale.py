@@ -27,8 +27,6 @@ import contextlib
 import datetime as dt
 import email
 import email.policy
-import http.client
-import json
 import os
 import re
 import signal
@@ -42,7 +40,7 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlsplit
 
 from screening import questions as qd
 from screening.config import ROOT
@@ -124,45 +122,11 @@ class SpreadClient(live.Client):
         self.address = address
         self.turn = start
 
-    def request(self, method: str, path: str, data: dict | None = None, kind: str | None = None,
-                json_body: dict | None = None, headers: dict | None = None):
-        """Send one request to the next server; return (status, location, body text, ms)."""
-        self.port = self.ports[self.turn % len(self.ports)]
+    def target(self) -> tuple[int, dict[str, str]]:
+        """The next server in turn, and this client's own address."""
+        port = self.ports[self.turn % len(self.ports)]
         self.turn += 1
-        send = {"Host": f"{live.HOST}:{self.port}", "User-Agent": self.agent, "X-Forwarded-For": self.address,
-                **(headers or {})}
-        if self.cookies:
-            send["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
-        body = None
-        if data is not None:
-            body = urlencode(data, doseq=True).encode()
-            send["Content-Type"] = "application/x-www-form-urlencoded"
-        elif json_body is not None:
-            body = json.dumps(json_body).encode()
-            send["Content-Type"] = "application/json"
-        conn = http.client.HTTPConnection(live.HOST, self.port, timeout=120)
-        try:
-            t0 = time.perf_counter()
-            conn.request(method, path, body=body, headers=send)
-            response = conn.getresponse()
-            text = response.read().decode("utf-8", "replace")
-            ms = (time.perf_counter() - t0) * 1000
-            for header in response.headers.get_all("Set-Cookie") or []:
-                from http.cookies import SimpleCookie
-
-                for name, morsel in SimpleCookie(header).items():
-                    if morsel.value == "" or morsel["max-age"] == "0" or "1970" in morsel["expires"]:
-                        self.cookies.pop(name, None)
-                    else:
-                        self.cookies[name] = morsel.value
-            location = response.getheader("Location") or ""
-        finally:
-            conn.close()
-        self.requests += 1
-        if kind and self.timings is not None:
-            with self.lock:
-                self.timings.setdefault(kind, []).append(ms)
-        return response.status, location, text, ms
+        return port, {"X-Forwarded-For": self.address}
 
 
 # -- the appointments ------------------------------------------------------------------------
