@@ -131,14 +131,19 @@ def database_url(request, tmp_path):
     return os.environ["SCREENING_TEST_DATABASE_URL"]
 
 
-@pytest.fixture
-def app(database_url):
-    app = make_app(database_url)
-    yield app
+def close_app(app) -> None:
+    """Empty a test app's schema and close its engine (pooled connections left to the collector fail a test)."""
     with app.app_context():
         db.session.remove()
         db.drop_all()
         db.engine.dispose()
+
+
+@pytest.fixture
+def app(database_url):
+    app = make_app(database_url)
+    yield app
+    close_app(app)
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from screening.appointments.booking import AREAS, TREATMENTS
 from screening.appointments.models import Appointment
 from screening.extensions import db
 from screening.models import AuditEvent, Outbox
-from tests.conftest import make_app
+from tests.conftest import close_app, make_app
 
 DAY = (dt.date.today() + dt.timedelta(days=7)).isoformat()
 
@@ -147,10 +147,7 @@ def test_the_api_is_rate_limited_per_token(database_url):
         assert statuses == [404, 404, 404, 429]
         assert client.get("/api/v1/appointments/none", headers=auth(token)).headers["Retry-After"]
     finally:
-        with app.app_context():
-            db.session.remove()
-            db.drop_all()
-            db.engine.dispose()
+        close_app(app)
 
 
 def test_the_openapi_document_lists_what_the_check_accepts(client):

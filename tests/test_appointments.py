@@ -19,7 +19,7 @@ from screening.appointments.models import Appointment, InvitationLink
 from screening.extensions import db
 from screening.models import Outbox
 from tests.answers import clear_answers
-from tests.conftest import make_app
+from tests.conftest import close_app, make_app
 from tests.staff import add_user, sign_in
 from tests.web import answer_all, csrf_token, page_data, post_page, sign_and_send
 
@@ -57,10 +57,7 @@ def app(database_url, mailbox):
     add_user(app, "prac@clinic.test", ["practitioner"])
     add_user(app, "other@clinic.test", ["practitioner"])
     yield app
-    with app.app_context():
-        db.session.remove()
-        db.drop_all()
-        db.engine.dispose()
+    close_app(app)
 
 
 @pytest.fixture
@@ -303,10 +300,7 @@ def test_the_smtp_server_down_is_retried_then_shown_as_not_delivered(database_ur
             assert row.status == "failed" and "cannot reach the mail server" in row.last_error
         assert status_on_desk(desk, uid) == "not_delivered"
     finally:
-        with app.app_context():
-            db.session.remove()
-            db.drop_all()
-            db.engine.dispose()
+        close_app(app)
 
 
 def test_a_walk_in_screening_can_be_attached_to_an_appointment(app, desk, mailbox):
