@@ -44,6 +44,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     security.init_app(app)  # headers on every response, the CSP nonce, the error pages
 
     from . import models  # noqa: F401 - the models must be known to Flask-Migrate
+    from .clients import models as _client_models  # noqa: F401 - likewise
     from .cli import screening_cli
     from .questionnaire.views import bp as questionnaire_bp
     from .staff import views as staff_views

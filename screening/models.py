@@ -31,6 +31,10 @@ class Draft(db.Model):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
+    # A returning client's questionnaire, prefilled from an earlier screening (screening.clients): which one,
+    # and the pages (ids, comma-separated) the client has still to confirm or change.
+    prefilled_from_id: Mapped[int | None] = mapped_column()
+    pages_to_confirm: Mapped[str] = mapped_column(String(1000), default="", server_default="")
 
     def seal_binding(self) -> str:
         """What this row's encrypted values are bound to (crypto.binding)."""
@@ -79,6 +83,9 @@ class Submission(db.Model):
     # (a claim sets it a lease ahead, so two workers never render it at once; the sweep retries it once it passes).
     pdf_attempts: Mapped[int] = mapped_column(default=0, server_default="0")
     pdf_due_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # The client it belongs to (screening.clients), and the earlier screening its answers were prefilled from.
+    client_id: Mapped[int | None] = mapped_column(db.ForeignKey("client.id"), index=True)
+    previous_id: Mapped[int | None] = mapped_column(db.ForeignKey("submission.id"))
 
     def seal_binding(self) -> str:
         """What this row's encrypted values are bound to: its reference and its clear outcome (crypto.binding)."""

@@ -49,6 +49,7 @@ class Appointment(db.Model):
     submission_id: Mapped[int | None] = mapped_column(db.ForeignKey("submission.id"), unique=True)
     # Booking facts the client said were wrong, or answered differently: comma-separated field names.
     mismatch: Mapped[str] = mapped_column(String(200), default="")
+    client_id: Mapped[int | None] = mapped_column(db.ForeignKey("client.id"), index=True)  # screening.clients
 
     def seal_binding(self) -> str:
         """What this row's encrypted values are bound to (crypto.py): its random uid."""
