@@ -52,6 +52,9 @@ def format_answer(q: qd.Question, value: Any, translate=lambda s: s) -> str:
         items = []
         for item in value:
             parts = [format_answer(f, item.get(f.id), translate) for f in q.fields if item.get(f.id)]
+            if item.get("source") == "clinic":  # a session from the clinic's record (rule 41), not the client
+                parts = [format_answer(q.field(f), item.get(f), translate) for f in ("variant", "date", "location")]
+                parts = [translate("Clinic record: %(s)s") % {"s": ", ".join(parts)}]
             items.append("; ".join(parts))
         return " | ".join(items)
     return str(value)

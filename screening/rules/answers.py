@@ -9,6 +9,7 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 from .. import questions as qd
+from . import clinic as clinic_record
 from .conditions import _CHOICE_TYPES, Pred, _Checker, _Ctx, _Lines, _suggest
 from .dates import _span, parse_answer_date
 from .errors import AnswersError, RuleProblem, RulesError
@@ -24,6 +25,19 @@ class Prepared:
     variant: str  # standard / rf / prp / unknown
     booked: frozenset[str]  # booked areas, full_face expanded
     answered_on: dt.date  # the day the client gave the answers
+    # The clinic's record of past sessions before the appointment, as items of clinic.GROUP (oldest first).
+    clinic: tuple[Mapping[str, Any], ...] = ()
+    clinic_raw: tuple[Mapping[str, Any], ...] = ()  # the same, JSON-ready, each with "source": "clinic"
+
+    def group_items(self, group: str) -> tuple[Mapping[str, Any], ...]:
+        """Return a group's items: the client's, then (for the microneedling group) the clinic's."""
+        items = self.values.get(group, ())
+        return items + self.clinic if group == clinic_record.GROUP and self.clinic else items
+
+    def group_raw(self, group: str) -> list[Any]:
+        """Return a group's items as JSON-ready data, in the order of ``group_items``."""
+        items = list(self.raw.get(group, ()))
+        return items + list(self.clinic_raw) if group == clinic_record.GROUP else items
 
     @property
     def booked_facial(self) -> bool:
@@ -179,10 +193,12 @@ _IMPLAUSIBLE = {
 }
 
 
-def prepare(answers: Mapping[str, Any], answered_on: dt.date) -> Prepared:
+def prepare(answers: Mapping[str, Any], answered_on: dt.date, clinic_sessions: Any = ()) -> Prepared:
     """Check answers against the dictionary and prune those not asked; raise AnswersError.
 
-    ``answered_on`` is the day the client gave the answers: dates are checked against it."""
+    ``answered_on`` is the day the client gave the answers: dates are checked against it.
+    ``clinic_sessions`` are the sessions the clinic recorded as done (see ``clinic.check``); those on or after
+    the appointment are left out."""
     if not isinstance(answers, Mapping):
         raise AnswersError(["answers must be an object mapping question ids to answers"], [])
     problems: list[str] = []
@@ -225,6 +241,9 @@ def prepare(answers: Mapping[str, Any], answered_on: dt.date) -> Prepared:
         lines = [f"'{qid}'{f' item {i + 1} date' if i is not None else ''} {value} "
                  + _IMPLAUSIBLE[kind].format(**facts) for qid, i, kind, value in wrong]
         raise AnswersError(lines, [], tuple(dict.fromkeys(qid for qid, *_ in wrong)))
+    clinic, clinic_raw, clinic_problems = clinic_record.check(clinic_sessions, values["appointment_date"])
+    if clinic_problems:
+        raise AnswersError(clinic_problems, [])
     return Prepared(
         values=MappingProxyType(values),
         raw=MappingProxyType(raw),
@@ -232,6 +251,8 @@ def prepare(answers: Mapping[str, Any], answered_on: dt.date) -> Prepared:
         variant=values["treatment_variant"],
         booked=qd.expand_areas(values["treatment_areas"]),
         answered_on=answered_on,
+        clinic=clinic,
+        clinic_raw=clinic_raw,
     )
 
 

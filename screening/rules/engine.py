@@ -10,6 +10,7 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 from .. import questions as qd
+from . import clinic as clinic_record
 from .answers import Prepared, prepare
 from .conditions import _Ctx
 from .schema import SEVERITIES, Rule, RuleSet, _Override
@@ -95,6 +96,10 @@ class Result:
     # Questions about now or the last 28 days or less, answered before the appointment day.
     to_confirm_on_the_day: tuple[Mapping[str, Any], ...] = ()
     out_of_date: bool = False  # answered longer before the appointment than the rules' valid_for
+    # The clinic's record of sessions before the appointment that the rules read (raw items, "source": "clinic"),
+    # and each disagreement between it and the answers, in plain words (no client identity).
+    clinic_record: tuple[Mapping[str, Any], ...] = ()
+    contradictions: tuple[str, ...] = ()
 
     @property
     def variant_unknown(self) -> bool:
@@ -116,6 +121,8 @@ class Result:
             "answered_on": self.answered_on.isoformat() if self.answered_on else None,
             "to_confirm_on_the_day": [_thaw(item) for item in self.to_confirm_on_the_day],
             "out_of_date": self.out_of_date,
+            "clinic_record": [_thaw(item) for item in self.clinic_record],
+            "contradictions": list(self.contradictions),
         }
 
 
@@ -130,7 +137,7 @@ def _because(rule: Rule, prepared: Prepared, trace: list, items: list[tuple[str,
         if kind == "question" and key in raw:
             out[key] = raw[key]
     for group, i in items:
-        out.setdefault(group, []).append(raw[group][i])
+        out.setdefault(group, []).append(prepared.group_raw(group)[i])
     for qid in sorted(date_qids):
         if qid in raw:
             out[qid] = raw[qid]
@@ -192,7 +199,8 @@ def _fire(rule: Rule, prepared: Prepared, variant: str, ctx: _Ctx) -> Flag | Non
     if variant not in rule.variants:
         return None
     if rule.for_each:
-        items = [((g, i), item) for g in rule.for_each for i, item in enumerate(prepared.values.get(g, ()))]
+        # The clinic's record of past sessions joins the client's own items (clinic.GROUP): the later date wins.
+        items = [((g, i), item) for g in rule.for_each for i, item in enumerate(prepared.group_items(g))]
         if not items:
             return None
     else:
@@ -305,6 +313,10 @@ def evaluate_prepared(ruleset: RuleSet, prepared: Prepared) -> Result:
                 merged[key] = dataclasses.replace(old, variants=old.variants + (variant,))
             else:
                 merged[key] = flag
+    contradicted, sentences = clinic_record.contradictions(prepared.values, prepared.clinic, prepared.clinic_raw,
+                                                           prepared.answered_on)
+    if contradicted:
+        merged[(clinic_record.FLAG_ID,)] = _record_flag(prepared, contradicted, tuple(variants))
     flags = sorted(merged.values(), key=lambda f: (-RANK[f.severity], f.id, f.variants))
     outcome, earliest, open_ended = _combine(flags)
     by_variant = {v: _combine([f for f in flags if v in f.variants])[0] for v in variants}
@@ -321,10 +333,25 @@ def evaluate_prepared(ruleset: RuleSet, prepared: Prepared) -> Result:
         answered_on=prepared.answered_on,
         to_confirm_on_the_day=_to_confirm(prepared),
         out_of_date=ruleset.valid_for.after(prepared.answered_on) < prepared.appointment,
+        clinic_record=_freeze(list(prepared.clinic_raw)),
+        contradictions=sentences,
     )
 
 
-def evaluate(ruleset: RuleSet, answers: Mapping[str, Any], *, answered_on: dt.date) -> Result:
-    """Check ``answers`` (booking included), given on ``answered_on``, and evaluate them; raise AnswersError
-    if they are incomplete or implausible."""
-    return evaluate_prepared(ruleset, prepare(answers, answered_on))
+def _record_flag(prepared: Prepared, contradicted: list[int], variants: tuple[str, ...]) -> Flag:
+    """Return the review flag for answers the clinic's record contradicts: the answer, the sessions the client
+    listed, and the clinic's sessions they do not mention."""
+    raw, group = prepared.raw, clinic_record.GROUP
+    because: dict[str, Any] = {clinic_record.QUESTION: raw[clinic_record.QUESTION]}
+    because[group] = list(raw.get(group, ())) + [prepared.clinic_raw[i] for i in contradicted]
+    return Flag(id=clinic_record.FLAG_ID, title=clinic_record.FLAG_TITLE, severity="review",
+                reason=clinic_record.FLAG_REASON, action=clinic_record.FLAG_ACTION, lifts_on=None, open_ended=False,
+                because=_freeze(because), variants=variants)
+
+
+def evaluate(ruleset: RuleSet, answers: Mapping[str, Any], *, answered_on: dt.date,
+             clinic_sessions: Any = ()) -> Result:
+    """Check ``answers`` (booking included), given on ``answered_on``, and evaluate them with the sessions the
+    clinic recorded as done (``clinic_sessions``: {"on", "variant", "areas"} each); raise AnswersError if they
+    are incomplete or implausible."""
+    return evaluate_prepared(ruleset, prepare(answers, answered_on, clinic_sessions))
