@@ -66,6 +66,7 @@ def upgrade():
     with op.batch_alter_table("submission") as batch:
         batch.add_column(sa.Column("client_id", sa.Integer(), nullable=True))
         batch.add_column(sa.Column("previous_id", sa.Integer(), nullable=True))
+        batch.add_column(sa.Column("on_the_day", sa.String(16), nullable=False, server_default=""))
         batch.create_foreign_key("fk_submission_client", "client", ["client_id"], ["id"])
         batch.create_foreign_key("fk_submission_previous", "submission", ["previous_id"], ["id"])
         batch.create_index("ix_submission_client_id", ["client_id"])
@@ -82,6 +83,7 @@ def downgrade():
         batch.drop_index("ix_submission_client_id")
         batch.drop_constraint("fk_submission_previous", type_="foreignkey")
         batch.drop_constraint("fk_submission_client", type_="foreignkey")
+        batch.drop_column("on_the_day")
         batch.drop_column("previous_id")
         batch.drop_column("client_id")
     with op.batch_alter_table("appointment") as batch:
