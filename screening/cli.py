@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import json
 import sys
 
@@ -11,6 +10,7 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
+from . import clock
 from . import questions as qd
 from . import records
 from .rules import AnswersError, RulesError, evaluate, load_rules
@@ -83,7 +83,7 @@ def evaluate_cmd(source, answered_on) -> None:
 
     try:
         result = evaluate(current_rules(), answers,
-                          answered_on=answered_on.date() if answered_on else dt.date.today())
+                          answered_on=answered_on.date() if answered_on else clock.today())
     except AnswersError as exc:
         click.echo("error: the answers cannot be evaluated:", err=True)
         for problem in exc.problems:

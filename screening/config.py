@@ -101,6 +101,9 @@ def from_environ(environ=None) -> dict:
         # the maximum (tasks.render_pdf); the worker's sweep (every minute) catches a PDF whose task was lost.
         "PDF_RETRY_SECONDS": float(env.get("SCREENING_PDF_RETRY_SECONDS", "30")),
         "PDF_RETRY_MAX_SECONDS": float(env.get("SCREENING_PDF_RETRY_MAX_SECONDS", "900")),
+        # The clinic's time zone (an IANA name such as Europe/London): every time a person reads is shown in it,
+        # and "today" is the clinic's today; storage stays UTC (screening/clock.py).
+        "TIME_ZONE": env.get("SCREENING_TIME_ZONE", "") or "UTC",
     }
     if env.get("SCREENING_SECRET_KEY"):
         out["SECRET_KEY"] = env["SCREENING_SECRET_KEY"]
@@ -176,6 +179,13 @@ def finish(config, instance_path: str) -> None:
     config.setdefault("WTF_CSRF_TIME_LIMIT", None)  # the token lives as long as the session
     # Pages send Referrer-Policy: no-referrer, so an HTTPS POST carries no Referer for Flask-WTF to check.
     config.setdefault("WTF_CSRF_SSL_STRICT", False)
+    from .clock import UnknownTimeZone, load_zone
+
+    try:
+        config["TIME_ZONE_INFO"] = load_zone(str(config.get("TIME_ZONE") or "UTC"))
+    except UnknownTimeZone:
+        raise ConfigError(f"SCREENING_TIME_ZONE must be a time zone name from the IANA database like Europe/London "
+                          f"or UTC, not {config.get('TIME_ZONE')!r}") from None
     accent = config["CLINIC_ACCENT"]
     if not re.fullmatch(r"#[0-9a-fA-F]{6}", accent):
         raise ConfigError(f"SCREENING_CLINIC_ACCENT must be a colour like #1d5f8a, not {accent!r}")

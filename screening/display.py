@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 
+from . import clock
 from . import questions as qd
 
 OUTCOME_TEXT = {
@@ -34,6 +36,38 @@ def format_date(value: Any) -> str:
         return dt.date.fromisoformat(value + "-01").strftime("%B %Y")
     day = dt.date.fromisoformat(value)
     return f"{day.day} {day:%B %Y}"
+
+
+_DAY_TYPED = re.compile(r"^\s*(\d{1,2})\s*[/. -]\s*(\d{1,2})\s*[/. -]\s*(\d{4})\s*$")
+
+
+def parse_day(text: str) -> dt.date:
+    """Read a date as staff type it in a filter: day/month/year (24/11/2026, 24.11.2026, 24 11 2026) or 2026-11-24.
+
+    Raise ValueError. The same reading for every staff filter (the practitioners' list, the audit trail).
+    """
+    text = text.strip()
+    match = _DAY_TYPED.match(text)
+    if match:
+        day, month, year = (int(x) for x in match.groups())
+        return dt.date(year, month, day)
+    return dt.date.fromisoformat(text)
+
+
+def format_moment(value: dt.datetime | None, tz: dt.tzinfo | None = None) -> str:
+    """Return a stored moment in the clinic's time with its zone: 29 March 2026, 01:30 BST (empty for None)."""
+    if value is None:
+        return ""
+    moment = clock.local(value, tz)
+    return f"{moment.day} {moment:%B %Y, %H:%M} {clock.zone_name(moment)}"
+
+
+def format_clock(value: dt.datetime | None, tz: dt.tzinfo | None = None) -> str:
+    """Return a stored moment's time of day in the clinic's time with its zone: 14:05 BST (empty for None)."""
+    if value is None:
+        return ""
+    moment = clock.local(value, tz)
+    return f"{moment:%H:%M} {clock.zone_name(moment)}"
 
 
 def format_answer(q: qd.Question, value: Any, translate=lambda s: s) -> str:

@@ -18,9 +18,10 @@ from typing import Any
 
 from flask import render_template
 
+from . import clock
 from . import questions as qd
 from .display import (OUTCOME_TEXT, SEVERITY_TEXT, VARIANT_SHORT, VARIANT_TEXT, format_answer, format_date,
-                      not_asked_reason)
+                      format_moment, not_asked_reason)
 from .rules import asked_ids
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -129,8 +130,9 @@ def report_context(submission, clinic: dict, review: dict | None = None) -> dict
         "sections": sections,
         "matter_count": matter_count,
         "signature_name": submission.signature_name,
-        "signed_at": _utc(submission.signed_at),
-        "submitted_at": _utc(submission.submitted_at),
+        "signed_at": format_moment(submission.signed_at),
+        "submitted_at": format_moment(submission.submitted_at),
+        "submitted_iso": _iso(submission.submitted_at),  # the PDF's metadata dates (UTC)
         "rules_digest": submission.rules_digest,
         "dictionary_version": submission.dictionary_version,
         "is_kiosk": submission.is_kiosk,
@@ -233,21 +235,17 @@ def _signoff(review: dict, flags: list[dict]) -> dict:
         "defer_until": format_date(review["defer_until"]) if review["defer_until"] else "",
         "note": review["note"],
         "practitioner": review["practitioner"],
-        "signed_at": _utc(review["signed_at"]),
+        "signed_at": format_moment(review["signed_at"]),
+        "signed_iso": _iso(review["signed_at"]),
         "acknowledgements": acknowledgements,
-        "addenda": [{"author": a["author"], "created_at": _utc(a["created_at"]), "text": a["text"]}
+        "addenda": [{"author": a["author"], "created_at": format_moment(a["created_at"]), "text": a["text"]}
                     for a in review["addenda"]],
     }
 
 
-def _utc(value: dt.datetime) -> str:
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.timezone.utc)
-    return value.astimezone(dt.timezone.utc).strftime("%d %B %Y, %H:%M UTC")
-
-
-def _iso(stamp: str) -> str:
-    return dt.datetime.strptime(stamp, "%d %B %Y, %H:%M UTC").strftime("%Y-%m-%dT%H:%M:00Z")
+def _iso(value: dt.datetime) -> str:
+    """Return a stored moment as the PDF metadata's UTC date, to the minute (the same on every render)."""
+    return clock.aware(value).astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:00Z")
 
 
 def render(context: dict) -> bytes:
@@ -259,12 +257,12 @@ def render(context: dict) -> bytes:
     document = HTML(string=html, base_url=STATIC_SCHEME, url_fetcher=fetcher).render(
         stylesheets=[css], font_config=fonts)
     # Fixed metadata from the record, so that a re-render is byte-identical.
-    moment = _iso(context["submitted_at"])
+    moment = context["submitted_iso"]
     document.metadata.created = moment
     document.metadata.modified = moment
     document.metadata.title = f"Screening {context['reference']}"
     if "signoff" in context:  # the signed-off version: modified when it was signed off
-        document.metadata.modified = _iso(context["signoff"]["signed_at"])
+        document.metadata.modified = context["signoff"]["signed_iso"]
         document.metadata.title += " (signed off)"
     document.metadata.authors = [context["clinic_name"]]
     identifier = hashlib.sha256(context["reference"].encode()).hexdigest()[:32].encode()

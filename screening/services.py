@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
+from . import clock
 from . import questions as qd
 from .crypto import vault
 from .errors import DraftNotFound, IncompleteDraft, NotSigned, SaveFailed, SubmissionNotFound
@@ -134,7 +135,7 @@ def submit(session: Session, draft: Draft, ruleset: RuleSet) -> Submission:
     if not draft.signature_name or not draft.signed_at:
         raise NotSigned()
     answers = dict(draft.answers or {})
-    answered_on = draft.signed_at.date()  # the answers describe the day the client signed
+    answered_on = clock.local(draft.signed_at).date()  # the clinic's day the client signed
     try:
         result = evaluate(ruleset, answers, answered_on=answered_on)
     except AnswersError as exc:

@@ -75,7 +75,7 @@ def test_mark_arrived_once_and_idempotent(app, desk_client):
     assert count(app, Arrival) == 1, "a second click does not add a second arrival"
     assert count(app, AuditEvent, action="mark_arrived") == 1
     page = desk_client.get("/staff/desk")
-    assert re.search(r'class="arrived">Arrived \d\d:\d\d<', page.text)
+    assert re.search(r'class="arrived">Arrived \d\d:\d\d UTC<', page.text)  # the clinic's time, with its zone
     assert "Mark arrived" not in page.text
 
 

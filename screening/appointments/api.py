@@ -15,7 +15,7 @@ import secrets
 from flask import Blueprint, Response, abort, current_app, g, request, url_for
 from sqlalchemy import select
 
-from .. import audit
+from .. import audit, clock
 from ..extensions import csrf, db, limiter
 from ..models import utcnow
 from . import services
@@ -130,7 +130,7 @@ def _json(data: dict, status: int = 200, location: str | None = None) -> Respons
 
 
 def _today() -> dt.date:
-    return dt.date.today()
+    return clock.today()  # the clinic's today (SCREENING_TIME_ZONE)
 
 
 @bp.post("/appointments")

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import sys
 
 import click
 from flask.cli import AppGroup
 from sqlalchemy import select
 
+from .. import clock
 from ..cli import screening_cli
 from ..extensions import db
 
@@ -67,7 +67,7 @@ def import_appointments_cmd(path: str) -> None:
 
     with open(path, "rb") as handle:
         data = handle.read(MAX_BYTES + 1)
-    result = import_bytes(db.session, data, today=dt.date.today(), source="csv:cli", actor_id=None)
+    result = import_bytes(db.session, data, today=clock.today(), source="csv:cli", actor_id=None)
     if result.problems:
         for p in result.problems:
             where = f"line {p.line}" if p.line else "file"
@@ -82,4 +82,4 @@ def send_reminders_cmd() -> None:
     """Queue today's reminders now (the worker does it every ten minutes; for a clinic that runs cron instead)."""
     from .services import send_reminders
 
-    click.echo(f"queued {send_reminders(db.session, dt.date.today())} reminder(s)")
+    click.echo(f"queued {send_reminders(db.session, clock.today())} reminder(s)")

@@ -17,6 +17,7 @@ from wtforms import FormField, RadioField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import Optional
 
+from .. import clock
 from .. import questions as qd
 from .. import services as screening_services
 from ..extensions import db, limiter
@@ -29,7 +30,7 @@ DOB = qd.BY_ID["dob"]
 
 
 def _today() -> dt.date:
-    return dt.date.today()
+    return clock.today()  # the clinic's today (SCREENING_TIME_ZONE)
 
 
 class DobForm(FlaskForm):

@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from .. import audit, mail, tasks
+from .. import audit, clock, mail, tasks
 from .. import questions as qd
 from .. import services as screening_services
 from ..crypto import open_row, raw, vault
@@ -555,6 +555,6 @@ def _reminders_task() -> None:
     from ..extensions import db
 
     try:
-        send_reminders(db.session, dt.date.today())
+        send_reminders(db.session, clock.today())
     finally:
         db.session.remove()

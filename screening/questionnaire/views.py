@@ -21,7 +21,7 @@ from sqlalchemy.exc import OperationalError
 from wtforms import BooleanField, StringField
 from wtforms.validators import Length, Optional
 
-from .. import current_rules, kiosk, security, services, tasks
+from .. import clock, current_rules, kiosk, security, services, tasks
 from .. import questions as qd
 from ..display import format_answer
 from ..errors import DraftNotFound, IncompleteDraft, NotSigned, SaveFailed
@@ -40,7 +40,7 @@ STATEMENT_REVIEWED = dt.date(2026, 11, 29)
 
 
 def _today() -> dt.date:
-    return dt.date.today()
+    return clock.today()  # the clinic's today (SCREENING_TIME_ZONE)
 
 
 def _draft():

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from .. import audit, kiosk, services
+from .. import audit, clock, kiosk, services
 from ..crypto import VaultError, binding, open_row, raw
 from ..errors import SubmissionNotFound
 from ..extensions import db
@@ -27,8 +27,8 @@ ACT_ROLES = ("desk", "admin")
 
 
 def today() -> dt.date:
-    """Return the clinic's today (the same clock as the questionnaire's appointment dates)."""
-    return dt.date.today()
+    """Return the clinic's today (SCREENING_TIME_ZONE: the same clock as the appointment dates)."""
+    return clock.today()
 
 
 # -- reads and use cases ---------------------------------------------------------------

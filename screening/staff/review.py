@@ -17,6 +17,7 @@ from flask_wtf import FlaskForm
 from wtforms import Form, FormField, IntegerField, RadioField, SelectChoice, SelectField, StringField, TextAreaField
 from wtforms.validators import Length, Optional
 
+from .. import clock
 from .. import questions as qd
 from ..display import OUTCOME_TEXT, SEVERITY_TEXT, format_date
 from ..errors import SubmissionNotFound
@@ -33,8 +34,8 @@ SIGN_ROLES = ("practitioner",)
 
 
 def today() -> dt.date:
-    """Return the clinic's today (the same clock as the questionnaire's appointment dates)."""
-    return dt.date.today()
+    """Return the clinic's today (SCREENING_TIME_ZONE: the same clock as the appointment dates)."""
+    return clock.today()
 
 
 def _clinic() -> dict:
@@ -64,17 +65,6 @@ def decision_text(decision: str) -> str:
 def long_date(value) -> str:
     """Format a date (or YYYY-MM-DD) as 15 March 2027; nothing for None."""
     return format_date(value)
-
-
-@bp.app_template_filter("utc_time")
-def utc_time(value: dt.datetime | None) -> str:
-    """Format a moment as 24 November 2026, 10:15 UTC."""
-    if value is None:
-        return ""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.timezone.utc)
-    value = value.astimezone(dt.timezone.utc)
-    return f"{value.day} {value:%B %Y, %H:%M} UTC"
 
 
 # -- forms ----------------------------------------------------------------------------------------
