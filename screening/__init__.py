@@ -52,9 +52,13 @@ def create_app(test_config: dict | None = None) -> Flask:
     from .appointments import cli as _appointment_cli  # noqa: F401 - its commands join `flask screening`
     from .appointments import views as _appointment_views  # noqa: F401 - its staff pages join the staff blueprint
     from .appointments.invitation import bp as invitation_bp
+    from .clients import views as _client_views  # noqa: F401 - its staff pages join the staff blueprint
 
     app.register_blueprint(questionnaire_bp)
     app.register_blueprint(invitation_bp)
+    from .clients.dayof import bp as dayof_bp
+
+    app.register_blueprint(dayof_bp)
     from .appointments.api import bp as api_bp
 
     app.register_blueprint(api_bp)

@@ -86,6 +86,9 @@ class Submission(db.Model):
     # The client it belongs to (screening.clients), and the earlier screening its answers were prefilled from.
     client_id: Mapped[int | None] = mapped_column(db.ForeignKey("client.id"), index=True)
     previous_id: Mapped[int | None] = mapped_column(db.ForeignKey("submission.id"))
+    # Where it stands for the day of treatment (clients.services.day_state): not_needed, to_confirm, confirmed or
+    # redo. Clear, like the outcome: it says when the answers were given, not what they were.
+    on_the_day: Mapped[str] = mapped_column(String(16), default="", server_default="")
 
     def seal_binding(self) -> str:
         """What this row's encrypted values are bound to: its reference and its clear outcome (crypto.binding)."""
@@ -122,6 +125,24 @@ class StaffSession(db.Model):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     last_seen_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     ended_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class AccountLink(db.Model):
+    """A link emailed to a member of staff to set a password: an invitation or a password reset.
+
+    Only the SHA-256 of its random token is stored. It works once (``used_at``), until ``expires_at``; a newer link
+    for the same account, or a password set another way, makes it expire at once.
+    """
+
+    __tablename__ = "account_link"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(db.ForeignKey("staff_user.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    purpose: Mapped[str] = mapped_column(String(10))  # invite, reset
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    used_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class AuditEvent(db.Model):

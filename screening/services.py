@@ -91,6 +91,8 @@ def save_answers(session: Session, draft: Draft, page: qd.Page, answers: dict[st
         draft.signature_name = None
         draft.signed_at = None
     draft.answers = merged
+    if page.id in (draft.pages_to_confirm or "").split(","):  # a prefilled page, now seen and sent
+        draft.pages_to_confirm = ",".join(p for p in draft.pages_to_confirm.split(",") if p and p != page.id)
     draft.updated_at = utcnow()
     draft.expires_at = draft.updated_at + lifetime
     session.commit()
@@ -105,6 +107,16 @@ def first_incomplete_page(answers: dict[str, Any]) -> str | None:
         if q.required and answers.get(qid) in (None, "", []):
             return qd.page_of(qid).id
     return None
+
+
+def next_page(draft: Draft) -> str | None:
+    """Return the first page the client must still see: one with a required answer missing, or a page prefilled
+    from their last screening that they have not yet confirmed or changed; None when there is none."""
+    pending = [p for p in (draft.pages_to_confirm or "").split(",") if p in qd.PAGE_BY_ID]
+    gap = first_incomplete_page(draft.answers or {})
+    order = [p.id for p in qd.PAGES]
+    candidates = [p for p in (gap, *pending) if p]
+    return min(candidates, key=order.index) if candidates else None
 
 
 def eighteenth_birthday_after(answers: dict[str, Any]) -> dt.date | None:
@@ -137,7 +149,8 @@ def submit(session: Session, draft: Draft, ruleset: RuleSet) -> Submission:
     answers = dict(draft.answers or {})
     answered_on = clock.local(draft.signed_at).date()  # the clinic's day the client signed
     try:
-        result = evaluate(ruleset, answers, answered_on=answered_on)
+        result = evaluate(ruleset, answers, answered_on=answered_on,
+                          clinic_sessions=_clinic_sessions(session, draft, answers))
     except AnswersError as exc:
         # A missing answer, or a date that cannot be true (an appointment now past, an event after it):
         # back to the first page at fault, where the form says what is wrong.
@@ -162,6 +175,8 @@ def submit(session: Session, draft: Draft, ruleset: RuleSet) -> Submission:
             signed_at=draft.signed_at,
             answered_on=answered_on,
             is_kiosk=draft.is_kiosk,
+            previous_id=draft.prefilled_from_id,
+            on_the_day=day_state_of(result),
             **indexes,
         )
         session.add(submission)
@@ -187,6 +202,25 @@ def submit(session: Session, draft: Draft, ruleset: RuleSet) -> Submission:
         set_committed_value(submission, "reference", reference)
         return submission
     raise SaveFailed()
+
+
+def _clinic_sessions(session: Session, draft: Draft, answers: dict[str, Any]) -> tuple[dict, ...]:
+    """Return the sessions the clinic recorded for the draft's client before its appointment (rule 41 reads them
+    beside the client's answers); none for a walk-in not tied to a client, or an appointment date not yet valid."""
+    from .clients.services import client_of_draft, clinic_sessions
+
+    try:
+        appointment = dt.date.fromisoformat(str(answers.get("appointment_date")))
+    except ValueError:
+        return ()  # the engine says what is wrong with the date
+    return clinic_sessions(session, client_of_draft(session, draft), appointment)
+
+
+def day_state_of(result) -> str:
+    """Return where a new result stands for the day of treatment: redo (out of date), to_confirm or not_needed."""
+    if result.out_of_date:
+        return "redo"
+    return "to_confirm" if result.to_confirm_on_the_day else "not_needed"
 
 
 def was_stored(session: Session, reference: str | None) -> bool:

@@ -56,9 +56,19 @@ def submit_today(app, name="Tess Today") -> str:
 
 def samples(app) -> dict:
     """Return a value for each URL argument of the app's routes (a real one wherever it names a record)."""
+    uid = book_today(app)
     return {"page_id": qd.PAGES[0].id, "reference": submit_today(app), "filename": "css/app.css",
-            "user_id": add_user(app, "leaver@clinic.test", ["desk"]), "uid": book_today(app),
-            "token": "x" * 43, "external_id": "BK-1"}
+            "user_id": add_user(app, "leaver@clinic.test", ["desk"]), "uid": uid,
+            "client_uid": client_of(app, uid), "token": "x" * 43, "external_id": "BK-1"}
+
+
+def client_of(app, appointment_uid: str) -> str:
+    """Return the uid of the client record an appointment is tied to."""
+    from screening.appointments import services
+    from screening.clients.models import Client
+
+    with app.app_context():
+        return db.session.get(Client, services.by_uid(db.session, appointment_uid).client_id).uid
 
 
 def book_today(app) -> str:

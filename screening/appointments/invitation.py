@@ -21,6 +21,9 @@ from .. import clock
 from .. import questions as qd
 from .. import services as screening_services
 from ..extensions import db, limiter
+from ..clients import dayof
+from ..clients import services as clients
+from ..models import Draft, Submission
 from ..questionnaire.forms import _date_form, _read_date, error_href
 from . import services
 from .services import MAX_DOB_TRIES
@@ -81,7 +84,9 @@ def check_dob():
     if opened.state == "locked":
         return render_template("appointments/link_locked.html"), 403
     appointment = opened.appointment
-    if session.get("invitation_passed") == opened.link_id and services.resume_screening(db.session, appointment):
+    confirming = opened.state == "confirm"  # the appointment day: confirm the answers about now
+    if (not confirming and session.get("invitation_passed") == opened.link_id
+            and services.resume_screening(db.session, appointment)):
         return redirect(url_for(".booking"))
     form = DobForm()
     errors: dict[str, str] = {}
@@ -97,20 +102,24 @@ def check_dob():
             left = MAX_DOB_TRIES - appointment.dob_failures
             errors["dob"] = _("That date of birth does not match the booking. Check it and try again "
                               "(%(n)s tries left before the link is locked)", n=left)
+        elif confirming:
+            submission = db.session.get(Submission, appointment.submission_id)
+            dayof.begin(clients.open_check(db.session, submission, "link").uid)
+            return redirect(url_for("dayof.confirm"), code=303)
         else:
             session["draft"] = services.start_screening(db.session, appointment, current_app.config["DRAFT_LIFETIME"])
             session["invitation_passed"] = opened.link_id
             return redirect(url_for(".booking"), code=303)
     summary = [(error_href(form, key), message) for key, message in errors.items()]
-    return render_template("appointments/check_dob.html", form=form, q=DOB, errors=errors, summary=summary), \
-        (400 if errors else 200)
+    return render_template("appointments/check_dob.html", form=form, q=DOB, errors=errors, summary=summary,
+                           confirming=confirming), (400 if errors else 200)
 
 
 @bp.route("/invitation/booking", methods=["GET", "POST"])
 def booking():
     """Show the booking's facts; the client says whether they are right, then answers the health questions."""
     opened = _opened()
-    if opened.state != "ok" or session.get("invitation_passed") != opened.link_id:
+    if opened.state not in ("ok", "redo") or session.get("invitation_passed") != opened.link_id:
         return redirect(url_for(".check_dob"))
     appointment = opened.appointment
     if not services.resume_screening(db.session, appointment):
@@ -123,7 +132,8 @@ def booking():
             abort(400)
         if form.facts.data == "right":
             answers = services.booking_answers(appointment)
-            following = screening_services.first_incomplete_page(answers) or "pregnancy"
+            draft = db.session.get(Draft, appointment.draft_id)
+            following = screening_services.next_page(draft) or "pregnancy"
             if screening_services.eighteenth_birthday_after(answers):
                 return redirect(url_for("questionnaire.under_18", next=following))
             return redirect(url_for("questionnaire.page", page_id=following))

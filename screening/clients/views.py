@@ -39,7 +39,7 @@ def _client_page(client, errors: dict[str, str] | None = None, typed: dict[str, 
                  status: int = 200):
     live = services.current(db.session, client)
     if live is not client:
-        return redirect(url_for(".client", uid=live.uid))
+        return redirect(url_for(".client", client_uid=live.uid))
     data = services.history(db.session, client)
     errors = errors or {}
     summary = [(key, message) for key, message in errors.items()]
@@ -48,18 +48,18 @@ def _client_page(client, errors: dict[str, str] | None = None, typed: dict[str, 
                            can_merge=g.staff.has_role(*MERGE_ROLES), **data), status
 
 
-@bp.get("/clients/<uid>")
+@bp.get("/clients/<client_uid>")
 @roles(*VIEW_ROLES)
-def client(uid: str):
+def client(client_uid: str):
     """One client's appointments, screenings, sign-offs and sessions, and what changed between screenings."""
-    return _client_page(_client_or_404(uid))
+    return _client_page(_client_or_404(client_uid))
 
 
-@bp.post("/clients/<uid>/merge")
+@bp.post("/clients/<client_uid>/merge")
 @roles(*MERGE_ROLES)
-def merge(uid: str):
+def merge(client_uid: str):
     """Merge a duplicate record (the desk made a second one, say with a new email) into this one."""
-    keep = _client_or_404(uid)
+    keep = _client_or_404(client_uid)
     form = FlaskForm()
     if not form.validate():
         abort(400)
@@ -72,14 +72,14 @@ def merge(uid: str):
     except services.MergeRefused as exc:
         return _client_page(keep, {"duplicate": str(exc)}, status=409)
     flash("The two records are now one: everything of the other record is listed here.")
-    return redirect(url_for(".client", uid=keep.uid), code=303)
+    return redirect(url_for(".client", client_uid=keep.uid), code=303)
 
 
-@bp.post("/clients/<uid>/attach")
+@bp.post("/clients/<client_uid>/attach")
 @roles(*ATTACH_ROLES)
-def attach_to_client(uid: str):
+def attach_to_client(client_uid: str):
     """Attach a screening sent without an invitation (a walk-in) to this client, by its reference."""
-    target = _client_or_404(uid)
+    target = _client_or_404(client_uid)
     form = FlaskForm()
     if not form.validate():
         abort(400)
@@ -94,4 +94,4 @@ def attach_to_client(uid: str):
     except ValueError as exc:
         return _client_page(target, {"reference": str(exc)}, {"reference": reference}, status=409)
     flash("The screening is on this client’s record now.")
-    return redirect(url_for(".client", uid=target.uid), code=303)
+    return redirect(url_for(".client", client_uid=target.uid), code=303)

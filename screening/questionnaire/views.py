@@ -23,9 +23,11 @@ from wtforms.validators import Length, Optional
 
 from .. import clock, current_rules, kiosk, security, services, tasks
 from .. import questions as qd
+from ..clients import services as clients
 from ..display import format_answer
 from ..errors import DraftNotFound, IncompleteDraft, NotSigned, SaveFailed
 from ..extensions import db, limiter
+from ..models import Submission
 from ..rules import asked_ids
 from .forms import (clean_text, error_href, form_data, implausible_errors, page_form_class, read_page, same_name,
                     unexpected_keys)
@@ -97,7 +99,7 @@ def begin():
         session.pop("reference", None)  # a new client's questionnaire: the last one's confirmation is done with
         session["draft"] = token
         return redirect(url_for(".page", page_id=PAGE_IDS[0]))
-    return redirect(url_for(".page", page_id=services.first_incomplete_page(draft.answers) or PAGE_IDS[0]))
+    return redirect(url_for(".page", page_id=services.next_page(draft) or PAGE_IDS[0]))
 
 
 @bp.route("/q/<page_id>", methods=["GET", "POST"])
@@ -119,7 +121,7 @@ def page(page_id: str):
         form = form_class(data=form_data(page, answers))
         # A date saved earlier that a later answer made impossible (a date of birth changed after it) is
         # shown with its message: the declaration sends the client back here to correct it.
-        return _render_page(page, form, implausible_errors(form, page, answers, _today()), changing)
+        return _render_page(page, form, implausible_errors(form, page, answers, _today()), changing, draft)
 
     form = form_class()
     stray = unexpected_keys(form, request.form.keys())
@@ -136,10 +138,10 @@ def page(page_id: str):
         if group in form._fields and qd.BY_ID.get(group) and qd.BY_ID[group].type == qd.GROUP:
             if len(form[group].entries) < form[group].max_entries:
                 form[group].append_entry()
-        return _render_page(page, form, {}, changing)
+        return _render_page(page, form, {}, changing, draft)
     page_answers, errors = read_page(form, page, answers, _today())
     if errors:
-        return _render_page(page, form, errors, changing), 400
+        return _render_page(page, form, errors, changing, draft), 400
     services.save_answers(db.session, draft, page, page_answers, _lifetime())
     index = PAGE_IDS.index(page_id)
     following = "check" if changing or index + 1 == len(PAGE_IDS) else PAGE_IDS[index + 1]
@@ -180,7 +182,15 @@ def under_18():
                            else url_for(".page", page_id=following))
 
 
-def _render_page(page: qd.Page, form, errors: dict[str, str], changing: bool):
+def _prefilled_on(draft, page: qd.Page) -> dt.date | None:
+    """The day of the screening a returning client's page was filled in from, while they have to confirm it."""
+    if draft is None or not draft.prefilled_from_id or page.id not in (draft.pages_to_confirm or "").split(","):
+        return None
+    previous = db.session.get(Submission, draft.prefilled_from_id)
+    return previous.answered_on if previous is not None else None
+
+
+def _render_page(page: qd.Page, form, errors: dict[str, str], changing: bool, draft=None):
     index = PAGE_IDS.index(page.id)
     back = url_for(".check") if changing else (
         url_for(".page", page_id=PAGE_IDS[index - 1]) if index else url_for(".start"))
@@ -197,6 +207,7 @@ def _render_page(page: qd.Page, form, errors: dict[str, str], changing: bool):
         changing=changing,
         step=index + 1,
         steps=len(PAGE_IDS),
+        prefilled_on=_prefilled_on(draft, page),
     )
 
 
@@ -235,7 +246,7 @@ def _complete_draft():
     if draft is None:
         return None, None, redirect(url_for(".expired"))
     answers = dict(draft.answers or {})
-    gap = services.first_incomplete_page(answers)
+    gap = services.next_page(draft)  # a gap, or a page prefilled from last time not yet confirmed
     if gap:
         return None, None, redirect(url_for(".page", page_id=gap))
     return draft, answers, None
@@ -248,14 +259,17 @@ def check():
     if detour:
         return detour
     asked = set(asked_ids(answers))
+    previous = db.session.get(Submission, draft.prefilled_from_id) if draft.prefilled_from_id else None
+    changed = clients.changed_since(previous.answers, answers) if previous is not None else set()
     pages = []
     for page in qd.PAGES:
         rows = [
-            {"id": q.id, "label": q.label, "answer": format_answer(q, answers.get(q.id), _)}
+            {"id": q.id, "label": q.label, "answer": format_answer(q, answers.get(q.id), _), "changed": q.id in changed}
             for q in qd.page_questions(page) if q.id in asked
         ]
         pages.append({"page": page, "rows": rows})
-    return render_template("questionnaire/check.html", pages=pages)
+    return render_template("questionnaire/check.html", pages=pages,
+                           previous_on=previous.answered_on if previous is not None else None)
 
 
 class DeclarationForm(FlaskForm):

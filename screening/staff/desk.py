@@ -44,24 +44,27 @@ class DeskRow:
     arrived_at: dt.datetime | None
     readable: bool = True  # False: the row will not decrypt with the configured keys (shown as such, alone)
     pdf_ready: bool = True  # False: the PDF is still being rendered ("PDF pending")
+    on_the_day: str = ""  # the day-of-treatment confirmation: to_confirm, confirmed, redo or not_needed
+    signed_off: bool = False
 
 
 def todays_clients(session: Session, day: dt.date) -> list[DeskRow]:
     """Return the clients whose appointment is on ``day``, earliest submission first."""
     rows = session.execute(
         select(Submission.id, Submission.reference, raw(Submission.answers), Submission.submitted_at, Arrival.at,
-               Submission.pdf_hmac.is_not(None), Submission.outcome)
+               Submission.pdf_hmac.is_not(None), Submission.outcome, Submission.on_the_day, Review.id)
         .outerjoin(Arrival, Arrival.submission_id == Submission.id)
+        .outerjoin(Review, Review.submission_id == Submission.id)
         .where(Submission.appointment_date == day)
         .order_by(Submission.submitted_at, Submission.id)
     )
     out = []
-    for submission_id, reference, sealed, submitted_at, arrived_at, pdf_ready, outcome in rows:
+    for submission_id, reference, sealed, submitted_at, arrived_at, pdf_ready, outcome, on_the_day, review in rows:
         # The outcome is read only to check the row's binding (crypto.binding); the desk never shows it.
         answers, readable = open_row(Submission.answers, sealed, submission_id,
                                      binding("submission", {"reference": reference, "outcome": outcome}))
         out.append(DeskRow(reference, (answers or {}).get("full_name", ""), submitted_at, arrived_at, readable,
-                           bool(pdf_ready)))
+                           bool(pdf_ready), on_the_day or "", review is not None))
     return out
 
 
@@ -86,6 +89,18 @@ def mark_arrived(session: Session, submission: Submission, by: StaffUser, addres
     except IntegrityError:  # a second click raced the first: the unique submission_id kept one row
         session.rollback()
         return False
+    return True
+
+
+def undo_arrival(session: Session, submission: Submission, by: StaffUser, address: str) -> bool:
+    """Take back a "Mark arrived" made by mistake (audited); return False when there was none."""
+    row = session.scalar(select(Arrival).where(Arrival.submission_id == submission.id))
+    if row is None:
+        return False
+    session.delete(row)
+    audit.record(session, "arrival_undone", actor_id=by.id, submission_id=submission.id, address=address,
+                 commit=False)
+    session.commit()
     return True
 
 
@@ -181,6 +196,35 @@ def arrived(reference: str):
     submission = _todays_or_404(reference)
     mark_arrived(db.session, submission, g.staff, request.remote_addr or "")
     return redirect(url_for(".desk") + f"#client-{submission.reference}")
+
+
+@bp.post("/desk/<reference>/not-arrived")
+@roles(*ACT_ROLES)
+def not_arrived(reference: str):
+    """Undo "Mark arrived" (a mis-click, or the wrong client)."""
+    submission = _todays_or_404(reference)
+    undo_arrival(db.session, submission, g.staff, request.remote_addr or "")
+    return redirect(url_for(".desk") + f"#client-{submission.reference}")
+
+
+@bp.post("/desk/<reference>/confirm-here")
+@roles(*ACT_ROLES)
+def confirm_here(reference: str):
+    """Hand this tablet to the client to confirm their answers about now: kiosk mode, on that confirmation."""
+    from ..clients import dayof
+    from ..clients import services as clients
+
+    submission = _todays_or_404(reference)
+    if clients.day_state(db.session, submission) != clients.TO_CONFIRM or \
+            db.session.scalar(select(Review.id).where(Review.submission_id == submission.id)) is not None:
+        abort(409)
+    check = clients.open_check(db.session, submission, "kiosk")
+    token = kiosk.start(db.session, g.staff, g.staff_session, request.remote_addr or "")
+    session.clear()
+    session.permanent = True
+    session["kiosk"] = token
+    dayof.begin(check.uid)
+    return redirect(url_for("dayof.confirm"))
 
 
 @bp.get("/desk/<reference>/sheet")
