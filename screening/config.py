@@ -57,6 +57,10 @@ def from_environ(environ=None) -> dict:
         # Kiosk mode: a client's answers are cleared after this many seconds without activity.
         # Five minutes: people look up medicine names on a medical form.
         "KIOSK_IDLE_SECONDS": int(env.get("SCREENING_KIOSK_IDLE_SECONDS", "300")),
+        # Two-factor sign-in (screening/staff/twofactor.py): the roles that must use a second factor (a passkey or an
+        # authenticator app); "admin,practitioner,desk" requires it of the desk too. An account with a second
+        # factor is always asked for it, whatever its roles.
+        "TWO_FACTOR_ROLES": env.get("SCREENING_TWO_FACTOR_ROLES", "admin,practitioner"),
         # Failed sign-ins allowed per address and per account (Flask-Limiter syntax).
         "STAFF_LOGIN_LIMIT_ADDRESS": env.get("SCREENING_LOGIN_LIMIT_ADDRESS", "20 per 15 minutes"),
         "STAFF_LOGIN_LIMIT_ACCOUNT": env.get("SCREENING_LOGIN_LIMIT_ACCOUNT", "5 per 15 minutes"),
@@ -172,6 +176,13 @@ def finish(config, instance_path: str) -> None:
         if float(config[name]) <= 0:
             raise ConfigError(f"SCREENING_{name} must be above 0, not {config[name]}")
     config["STAFF_IDLE"] = dt.timedelta(minutes=float(config["STAFF_IDLE_MINUTES"]))
+    roles = config.get("TWO_FACTOR_ROLES", "admin,practitioner")
+    roles = roles.split(",") if isinstance(roles, str) else list(roles)
+    roles = tuple(sorted({r.strip() for r in roles if r.strip()}))
+    if set(roles) - {"admin", "practitioner", "desk"}:
+        raise ConfigError(f"SCREENING_TWO_FACTOR_ROLES must list roles among admin, practitioner and desk, "
+                          f"not {config['TWO_FACTOR_ROLES']!r}")
+    config["TWO_FACTOR_ROLES"] = roles
     config["STAFF_LIFETIME"] = dt.timedelta(hours=float(config["STAFF_SESSION_HOURS"]))
     # Where each role starts after sign-in, in order of preference.
     config.setdefault("STAFF_HOMES", [("staff.submissions", "practitioner"), ("staff.desk", "desk"),

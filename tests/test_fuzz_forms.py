@@ -110,6 +110,20 @@ FUZZED = {
     "questionnaire.kiosk.reset": "test_fuzz_kiosk",
     "questionnaire.kiosk.alive": "test_fuzz_kiosk",
     "staff.login": "test_fuzz_staff_login",
+    "staff.second_factor": "test_fuzz_two_factor_sign_in",
+    "staff.passkey_options": "test_fuzz_two_factor_sign_in",
+    "staff.passkey_sign_in": "test_fuzz_two_factor_sign_in",
+    "staff.enrol": "test_fuzz_two_factor_sign_in",
+    "staff.enrol_passkey_options": "test_fuzz_two_factor_sign_in",
+    "staff.enrol_passkey": "test_fuzz_two_factor_sign_in",
+    "staff.security_totp": "test_fuzz_security_page",
+    "staff.security_totp_remove": "test_fuzz_security_page",
+    "staff.passkey_register_options": "test_fuzz_security_page",
+    "staff.passkey_register": "test_fuzz_security_page",
+    "staff.passkey_rename": "test_fuzz_security_page",
+    "staff.passkey_remove": "test_fuzz_security_page",
+    "staff.recovery_codes": "test_fuzz_security_page",
+    "staff.reset_two_factor": "test_fuzz_reset_two_factor",
     "staff.logout": "test_fuzz_staff_session",
     "staff.extend": "test_fuzz_staff_session",
     "staff.submissions": "test_fuzz_staff_list_and_search",
@@ -1554,6 +1568,21 @@ def test_every_post_route_refuses_a_missing_or_wrong_csrf_token(app):
         "invitation.booking": (passed_client, "/invitation/booking"),
         "staff.create_api_token": (staff, "/staff/admin/api-tokens"),
         "staff.revoke_api_token": (staff, "/staff/admin/api-tokens/revoke"),
+        # two-factor sign-in: the token is checked before the pending sign-in or the account is looked at
+        "staff.second_factor": (staff, "/staff/login/two-factor"),
+        "staff.passkey_options": (staff, "/staff/login/passkey/options"),
+        "staff.passkey_sign_in": (staff, "/staff/login/passkey"),
+        "staff.enrol": (staff, "/staff/login/set-up"),
+        "staff.enrol_passkey_options": (staff, "/staff/login/set-up/passkey/options"),
+        "staff.enrol_passkey": (staff, "/staff/login/set-up/passkey"),
+        "staff.security_totp": (staff, "/staff/account/security/app"),
+        "staff.security_totp_remove": (staff, "/staff/account/security/app/remove"),
+        "staff.passkey_register_options": (staff, "/staff/account/security/passkeys/options"),
+        "staff.passkey_register": (staff, "/staff/account/security/passkeys"),
+        "staff.passkey_rename": (staff, "/staff/account/security/passkeys/rename"),
+        "staff.passkey_remove": (staff, "/staff/account/security/passkeys/remove"),
+        "staff.recovery_codes": (staff, "/staff/account/security/recovery-codes"),
+        "staff.reset_two_factor": (staff, f"/staff/admin/users/{other}/two-factor"),
     }
     # The API takes no CSRF token: it reads a bearer token, never a cookie (see the 401 test below).
     assert set(urls) == set(FUZZED) - {"api.create"}
@@ -1805,3 +1834,133 @@ def test_a_nul_in_an_address_or_a_token_name_is_not_a_server_error(app):
         response = post_form(staff, path, [("csrf_token", csrf), ("name", "Ti\x00mely")])
         assert response.status_code in (200, 303, 400), (path, response.status_code)
         check(response, path)
+
+
+# -- two-factor sign-in (screening/staff/twofactor_views.py) -------------------------------------------------------
+
+
+def pending_client(app, user_id: int, purpose: str):
+    """A client between a right password and its second step (``verify``) or first set-up (``enrol``)."""
+    from screening.staff import twofactor
+
+    with app.app_context():
+        pending = twofactor.start_pending(db.session, db.session.get(StaffUser, user_id), purpose)
+        db.session.commit()
+    client = app.test_client()
+    with client.session_transaction() as session:
+        session["two_factor"] = pending
+    return client
+
+
+TWO_FACTOR_URLS = {("verify", "code"): "/staff/login/two-factor", ("verify", "options"): "/staff/login/passkey/options",
+                   ("verify", "passkey"): "/staff/login/passkey", ("enrol", "code"): "/staff/login/set-up",
+                   ("enrol", "options"): "/staff/login/set-up/passkey/options",
+                   ("enrol", "passkey"): "/staff/login/set-up/passkey"}
+CREDENTIALS = ["{}", "[]", "null", '{"id": "abc", "rawId": "abc", "type": "public-key", "response": {}}',
+               '{"id": "abc", "rawId": "abc", "response": {"clientDataJSON": "e30", "authenticatorData": "AA", '
+               '"signature": "AA", "attestationObject": "AA"}}', "[" * 5000 + "]" * 5000]
+
+
+@fuzz(40)
+@given(data=st.data())
+def test_fuzz_two_factor_sign_in(app, data):
+    """The second step of sign-in and the first set-up: a code, a passkey's answer and name. No made-up post signs in
+    (a 400 or 401 with a message, never a 500), and the pending sign-in never becomes a staff session."""
+    from screening.staff import twofactor
+
+    with app.app_context():
+        if not count(app, StaffUser):
+            enrolled = create_user(db.session, "prac@clinic.test", "Pat", ["practitioner"], PASSWORD)
+            key = twofactor.Passkey(user_id=enrolled.id, credential_id="abc", public_key=b"k", name="Phone")
+            db.session.add(key)
+            create_user(db.session, "new@clinic.test", "Nia", ["practitioner"], PASSWORD)
+            db.session.commit()
+        ids = dict(db.session.execute(select(StaffUser.email, StaffUser.id)).all())
+    purpose = data.draw(st.sampled_from(["verify", "enrol"]), label="purpose")
+    where = data.draw(st.sampled_from(["code", "options", "passkey"]), label="where")
+    client = pending_client(app, ids["prac@clinic.test" if purpose == "verify" else "new@clinic.test"], purpose)
+    good = token(client, TWO_FACTOR_URLS[(purpose, "code")])
+    if where == "passkey" and data.draw(st.booleans()):
+        post_form(client, TWO_FACTOR_URLS[(purpose, "options")], [("csrf_token", good)])  # a challenge to answer
+    pairs = [("csrf_token", good),
+             ("code", data.draw(st.one_of(st.sampled_from(["", "123456", "abcd-efgh-jkmn", " 12 34 56 "]),
+                                          hostile_text()))),
+             ("name", data.draw(st.one_of(st.sampled_from(["Laptop", "", "a" * 61]), hostile_text()))),
+             ("credential", data.draw(st.one_of(st.sampled_from(CREDENTIALS), hostile_text())))]
+    pairs = mutate(data.draw, pairs, ["csrf_token", "code", "name", "credential"], ["123456"], [])
+    response = post_form(client, TWO_FACTOR_URLS[(purpose, where)], pairs)
+    check(response, f"two-factor {purpose} {where}")
+    if first(pairs, "csrf_token") != good:
+        assert response.status_code == 400
+    elif where == "options":
+        assert response.status_code == 200 and response.json["challenge"]
+    else:
+        assert response.status_code in (400, 401), response.status_code
+        if response.mimetype == "application/json":
+            assert response.json["error"]
+    with client.session_transaction() as session:
+        assert "staff" not in session
+
+
+@fuzz(40)
+@given(data=st.data())
+def test_fuzz_security_page(app, staff, data):
+    """The Security page's forms: set up or remove an app, add, rename or remove a passkey, new recovery codes.
+    Bad input is a 400 with a message (never a 500); another person's passkey is never touched."""
+    from screening.staff import twofactor
+
+    client, user_id = staff["client"], staff["user_id"]
+    with app.app_context():
+        db.session.execute(delete(twofactor.Passkey))
+        other = db.session.scalar(select(StaffUser.id).where(StaffUser.email == "other2fa@clinic.test"))
+        if other is None:
+            other = create_user(db.session, "other2fa@clinic.test", "Oli", ["desk"], PASSWORD).id
+        mine = twofactor.Passkey(user_id=user_id, credential_id="mine", public_key=b"k", name="Laptop")
+        theirs = twofactor.Passkey(user_id=other, credential_id="theirs", public_key=b"k", name="Theirs")
+        db.session.add_all([mine, theirs])
+        db.session.commit()
+        mine_id, theirs_id = mine.id, theirs.id
+    urls = {"app": "/staff/account/security/app", "app_remove": "/staff/account/security/app/remove",
+            "options": "/staff/account/security/passkeys/options", "register": "/staff/account/security/passkeys",
+            "rename": "/staff/account/security/passkeys/rename", "remove": "/staff/account/security/passkeys/remove",
+            "codes": "/staff/account/security/recovery-codes"}
+    action = data.draw(st.sampled_from(sorted(urls)), label="action")
+    good = token(client, "/staff/account/security")
+    pairs = [("csrf_token", good),
+             ("code", data.draw(st.one_of(st.sampled_from(["", "123456"]), hostile_text()))),
+             ("passkey", data.draw(st.one_of(st.sampled_from([str(mine_id), str(theirs_id), "0", "", "99999999999"]),
+                                             hostile_text()))),
+             ("name", data.draw(st.one_of(st.sampled_from(["Work laptop", "", "a" * 61]), hostile_text()))),
+             ("credential", data.draw(st.one_of(st.sampled_from(CREDENTIALS), hostile_text())))]
+    pairs = mutate(data.draw, pairs, ["csrf_token", "code", "passkey", "name", "credential"], [str(mine_id)], [])
+    response = post_form(client, urls[action], pairs)
+    check(response, f"security {action}")
+    assert response.status_code in (200, 302, 400), (action, response.status_code)
+    if first(pairs, "csrf_token") != good:
+        assert response.status_code == 400
+    with app.app_context():
+        assert db.session.get(twofactor.Passkey, theirs_id).name == "Theirs"
+        assert db.session.scalar(select(func.count()).select_from(twofactor.Passkey)) >= 1
+
+
+@fuzz(15)
+@given(data=st.data())
+def test_fuzz_reset_two_factor(app, staff, data):
+    """An admin's reset of someone's second factors: only with the right token, never their own, 404 for no one."""
+    client = staff["client"]
+    with app.app_context():
+        other = db.session.scalar(select(StaffUser.id).where(StaffUser.email == "lost@clinic.test"))
+        if other is None:
+            other = create_user(db.session, "lost@clinic.test", "Lou", ["practitioner"], PASSWORD).id
+    target = data.draw(st.sampled_from([other, staff["user_id"], 2147483647]), label="target")
+    url = f"/staff/admin/users/{target}/two-factor"
+    good = token(client, f"/staff/admin/users/{other}/two-factor")
+    pairs = mutate(data.draw, [("csrf_token", good)], ["csrf_token", "confirm"], [], [])
+    response = post_form(client, url, pairs)
+    check(response, "reset two-factor")
+    if first(pairs, "csrf_token") != good:
+        assert response.status_code == 400  # the token is checked first
+    elif target == 2147483647:
+        assert response.status_code == 404
+    else:
+        assert response.status_code == (302 if target == other else 400), response.status_code

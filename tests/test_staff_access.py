@@ -12,6 +12,7 @@ import pytest
 from screening import services
 from screening.appointments import services as appointments
 from screening.appointments.booking import Booking
+from screening.clients.models import Client
 from screening.extensions import db
 from screening.staff.accounts import create_user
 from tests.answers import clear_answers
@@ -46,10 +47,52 @@ ACCESS = {
     "staff.desk_sheet_page": table("GET", LOGIN, 200, 200, 200),
     "staff.desk_pdf": table("GET", LOGIN, DENIED, 200, DENIED),
     "staff.kiosk_start": table("POST", 401, 302, DENIED, 302),
+    # undo an arrival (none yet: back to the desk all the same); hand the tablet over for the day's confirmation
+    # (today's sample was answered on its day: nothing to confirm, 409)
+    "staff.not_arrived": table("POST", 401, 302, DENIED, 302),
+    "staff.confirm_here": table("POST", 401, 409, DENIED, 409),
+    # clients across visits (screening/clients/views.py): everyone on staff finds a client and attaches a walk-in
+    # (an empty form is refused: 400); only a practitioner merges (no duplicate chosen: 400)
+    "staff.clients": table("GET", LOGIN, 200, 200, 200),
+    "staff.client": table("GET", LOGIN, 200, 200, 200),
+    "staff.attach_to_client": table("POST", 401, 400, 400, 400),
+    "staff.merge": table("POST", 401, DENIED, 400, DENIED),
     # admin pages
     "staff.users": table("GET", LOGIN, DENIED, DENIED, 200),
-    "staff.deactivate": table("POST", 401, DENIED, DENIED, 302),
+    # staff accounts (screening/staff/people.py): admins only. The spare account is set up and active, so an empty
+    # roles form, a resent invitation and a reactivation are refused (400): access was granted all the same.
+    "staff.invite_user": table("GET", LOGIN, DENIED, DENIED, 200),
+    "staff.user_account": table("GET", LOGIN, DENIED, DENIED, 200),
+    "staff.change_roles": table("POST", 401, DENIED, DENIED, 400),
+    "staff.resend_invite": table("POST", 401, DENIED, DENIED, 400),
+    "staff.deactivate": table("GET", LOGIN, DENIED, DENIED, 200),  # the question; its POST deactivates
+    "staff.reactivate": table("POST", 401, DENIED, DENIED, 400),
+    # a forgotten password and the emailed links: for anyone (no link in the session: the "no longer works" page)
+    "staff.forgotten_password": table("GET", 200, 200, 200, 200),
+    "staff.follow_account_link": table("GET", 404, 404, 404, 404),
+    "staff.choose_password": table("GET", 404, 404, 404, 404),
+    "staff.password_done": table("GET", 200, 200, 200, 200),
     "staff.audit_trail": table("GET", LOGIN, DENIED, DENIED, 200),
+    "staff.audit_export": table("GET", LOGIN, DENIED, DENIED, 200),  # the CSV for a compliance officer
+    # two-factor sign-in (screening/staff/twofactor_views.py): the second step and the first set-up open only with a
+    # pending sign-in (a right password), never with a staff session; everyone on staff has a Security page; an admin
+    # resets someone else's second factors (the spare account's: 302). Without a pending sign-in the two steps send
+    # everyone to the sign-in page (302), with nothing to come back to (no next=).
+    "staff.second_factor": table("GET", (302,), (302,), (302,), (302,)),
+    "staff.passkey_options": table("POST", 401, 401, 401, 401),
+    "staff.passkey_sign_in": table("POST", 401, 401, 401, 401),
+    "staff.enrol": table("GET", (302,), (302,), (302,), (302,)),
+    "staff.enrol_passkey_options": table("POST", 401, 401, 401, 401),
+    "staff.enrol_passkey": table("POST", 401, 401, 401, 401),
+    "staff.security": table("GET", LOGIN, 200, 200, 200),
+    "staff.security_totp": table("GET", LOGIN, 200, 200, 200),
+    "staff.security_totp_remove": table("POST", 401, 400, 400, 400),
+    "staff.passkey_register_options": table("POST", 401, 200, 200, 200),
+    "staff.passkey_register": table("POST", 401, 400, 400, 400),
+    "staff.passkey_rename": table("POST", 401, 400, 400, 400),
+    "staff.passkey_remove": table("POST", 401, 400, 400, 400),
+    "staff.recovery_codes": table("GET", LOGIN, 200, 200, 200),
+    "staff.reset_two_factor": table("GET", LOGIN, DENIED, DENIED, 200),
     # the practitioner's review (screening/staff/review.py): records are for practitioners only (an admin reads
     # them only if also a practitioner); only a practitioner signs
     "staff.submissions": table("GET", LOGIN, DENIED, 200, DENIED),
@@ -94,12 +137,14 @@ def world(app):
         booking = Booking(name="Rhoda Access", date_of_birth=dt.date(1990, 3, 27), email="rhoda@example.com",
                           phone="", date=dt.date.today(), time=dt.time(10, 0), treatment="standard",
                           areas=("full_face",))
-        uid = appointments.book(db.session, booking, source="test")[0].uid
-    return {"reference": reference, "user_id": ids["spare"], "uid": uid}
+        appointment = appointments.book(db.session, booking, source="test")[0]
+        uid, client_uid = appointment.uid, db.session.get(Client, appointment.client_id).uid
+    return {"reference": reference, "user_id": ids["spare"], "uid": uid, "client_uid": client_uid}
 
 
 def url_for_rule(rule, world) -> str:
-    values = {"reference": world["reference"], "user_id": world["user_id"], "uid": world["uid"]}
+    values = {"reference": world["reference"], "user_id": world["user_id"], "uid": world["uid"],
+              "client_uid": world["client_uid"], "token": "x" * 43}
     missing = set(rule.arguments) - set(values)
     assert not missing, f"{rule.rule}: give test_staff_access.py a sample value for {sorted(missing)}"
     return re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", lambda m: str(values[m.group(1)]), rule.rule)

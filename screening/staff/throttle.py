@@ -23,16 +23,20 @@ import datetime as dt
 import hashlib
 import hmac
 from dataclasses import dataclass
+from urllib.parse import quote
 
 from flask import current_app, request
 from limits import parse
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
+from ..audit import SIGN_IN_EMAIL_MAX
 from ..models import AuditEvent, StaffUser, utcnow
 from .accounts import normalise_email
 
 KNOWN_ADDRESS_DAYS = 30
+# A wrong second factor (two-factor sign-in) counts like a wrong password, in the same windows.
+FAILURES = ("sign_in_failed", "two_factor_failed")
 
 
 @dataclass(frozen=True)
@@ -45,8 +49,17 @@ class Attempt:
     email: str
 
     def detail(self, extra: str = "") -> str:
-        # "net=...;" ends with ";" so that 10.0.0.1 never matches 10.0.0.12 in a LIKE prefix.
-        return f"account={self.account} net={self.net};{extra}"
+        # "net=...;" ends with ";" so that 10.0.0.1 never matches 10.0.0.12 in a LIKE prefix. The email tried is
+        # kept for the audit trail (never the password), percent-encoded so that it holds no space, ";" or "=",
+        # and so can never read as another account's or network's count; bounded so the detail fits.
+        return f"account={self.account} net={self.net};email={_quoted_email(self.email)};{extra}"
+
+
+def _quoted_email(email: str) -> str:
+    email = email[:SIGN_IN_EMAIL_MAX]
+    while len(text := quote(email, safe="@.+-_")) > SIGN_IN_EMAIL_MAX:
+        email = email[:-1]
+    return text
 
 
 def attempt(email: str) -> Attempt:
@@ -68,7 +81,7 @@ def _wait(session: Session, where, setting: str, now: dt.datetime) -> float:
     """Seconds until fewer failures than the limit lie in the window (0: not held)."""
     amount, window = _window(setting)
     recent = list(session.scalars(
-        select(AuditEvent.at).where(AuditEvent.action == "sign_in_failed", AuditEvent.at >= now - window, where)
+        select(AuditEvent.at).where(AuditEvent.action.in_(FAILURES), AuditEvent.at >= now - window, where)
         .order_by(AuditEvent.at.desc()).limit(amount)))
     if len(recent) < amount:
         return 0.0

@@ -12,7 +12,7 @@ from wtforms.validators import Length, Optional
 
 from .. import audit
 from ..extensions import db
-from . import throttle
+from . import throttle, twofactor
 from .access import guard, roles
 from ..models import utcnow
 from .accounts import MAX_EMAIL, MAX_PASSWORD, authenticate, end_session, open_session
@@ -64,11 +64,35 @@ def login():
         form.password.data = ""
         return render_template("staff/login.html", form=form, errors=errors,
                                summary=[("email", errors["email"])]), 401
+    step = twofactor.next_step(db.session, user)
+    if step is not None:
+        # The password was right; no staff session yet: only the second step's pages open with this token.
+        token = twofactor.start_pending(db.session, user, step)
+        audit.record(db.session, "two_factor_asked", actor_id=user.id, detail=step, address=address)
+        session.clear()
+        session["two_factor"] = token
+        if _safe_next(request.args.get("next")):
+            session["two_factor_next"] = _safe_next(request.args.get("next"))
+        return redirect(url_for("staff.second_factor" if step == "verify" else "staff.enrol"))
+    return complete_sign_in(user, _safe_next(request.args.get("next")), "password")
+
+
+def open_staff_session(user, method: str) -> str:
+    """Open the staff session of ``user`` (password and, where needed, second factor checked); return where to go."""
+    next_url = _safe_next(session.get("two_factor_next"))
     token = open_session(db.session, user)
     session.clear()  # a fresh session: nothing from before sign-in carries over
     session["staff"] = token
-    audit.record(db.session, "sign_in", actor_id=user.id, address=address)
-    return redirect(_safe_next(request.args.get("next")) or url_for("staff.home"))
+    audit.record(db.session, "sign_in", actor_id=user.id, detail=f"method={method}",
+                 address=request.remote_addr or "")
+    return next_url or url_for("staff.home")
+
+
+def complete_sign_in(user, next_url: str | None, method: str):
+    """Sign ``user`` in and go on to ``next_url`` (or their home page)."""
+    if next_url:
+        session["two_factor_next"] = next_url
+    return redirect(open_staff_session(user, method))
 
 
 @bp.post("/logout")
@@ -114,3 +138,4 @@ def home():
 
 from . import review  # noqa
 from . import desk, admin  # noqa: E402,F401
+from . import twofactor_views  # noqa: E402,F401
