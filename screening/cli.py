@@ -361,31 +361,66 @@ def create_user_cmd(email: str, roles: tuple[str, ...], name: str) -> None:
     click.echo(f"created {user.email} ({user.roles})")
 
 
+def _account_command(email: str, change) -> None:
+    """Run ``change(session, user)`` on the account for ``email`` (the web's use case); exit 1 with why not."""
+    from .extensions import db
+    from .staff.accounts import AccountError, find_user
+
+    try:
+        change(db.session, find_user(db.session, email))
+    except AccountError as exc:
+        db.session.rollback()
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+
+
 @screening_cli.command("deactivate-user")
 @click.argument("email")
 def deactivate_user_cmd(email: str) -> None:
-    """Deactivate a staff account and end its sessions."""
-    from .extensions import db
-    from .staff.accounts import AccountError, deactivate
+    """Deactivate a staff account and end its sessions (never the last active admin)."""
+    from .staff import people_services
 
-    try:
-        user = deactivate(db.session, email)
-    except AccountError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
-    click.echo(f"deactivated {user.email}")
+    _account_command(email, lambda session, user: people_services.deactivate(session, user))
+    click.echo(f"deactivated {email.strip().lower()}")
+
+
+@screening_cli.command("reactivate-user")
+@click.argument("email")
+def reactivate_user_cmd(email: str) -> None:
+    """Let a deactivated staff account sign in again, with the password it had."""
+    from .staff import people_services
+
+    _account_command(email, lambda session, user: people_services.reactivate(session, user))
+    click.echo(f"reactivated {email.strip().lower()}")
 
 
 @screening_cli.command("reset-password")
 @click.argument("email")
 def reset_password_cmd(email: str) -> None:
-    """Set a new password for a staff account (asked for) and end its sessions."""
+    """Set a new password for a staff account (asked for): its sessions and emailed links end; it is told by email."""
+    from .staff import people_services
+
+    def change(session, user) -> None:
+        people_services.set_password_by_command(session, user, _ask_password())
+
+    _account_command(email, change)
+    click.echo(f"new password set for {email.strip().lower()}")
+
+
+@screening_cli.command("invite-user")
+@click.argument("email")
+@click.option("--role", "roles", multiple=True, required=True,
+              type=click.Choice(["admin", "practitioner", "desk"]), help="Repeat for several roles.")
+@click.option("--name", required=True, help="The person's full name, as shown on sign-offs.")
+def invite_user_cmd(email: str, roles: tuple[str, ...], name: str) -> None:
+    """Invite a member of staff: they are emailed a link to choose their own password (as from the admin pages)."""
     from .extensions import db
-    from .staff.accounts import AccountError, reset_password
+    from .staff.accounts import AccountError
+    from .staff.people_services import invite
 
     try:
-        user = reset_password(db.session, email, _ask_password())
+        user = invite(db.session, email=email, name=name, roles=list(roles))
     except AccountError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
-    click.echo(f"new password set for {user.email}")
+    click.echo(f"invited {user.email} ({user.roles}): the invitation is queued for the worker to send")

@@ -54,6 +54,11 @@ def from_environ(environ=None) -> dict:
         # Staff sessions: idle timeout and absolute lifetime.
         "STAFF_IDLE_MINUTES": float(env.get("SCREENING_STAFF_IDLE_MINUTES", "15")),
         "STAFF_SESSION_HOURS": float(env.get("SCREENING_STAFF_SESSION_HOURS", "12")),
+        # Staff accounts (staff/people_services.py): an invitation link works this many hours, a password-reset
+        # link this many minutes; the forgotten-password form is limited per network (Flask-Limiter syntax).
+        "STAFF_INVITE_HOURS": float(env.get("SCREENING_STAFF_INVITE_HOURS", "72")),
+        "PASSWORD_RESET_MINUTES": float(env.get("SCREENING_PASSWORD_RESET_MINUTES", "60")),
+        "PASSWORD_RESET_LIMIT": env.get("SCREENING_PASSWORD_RESET_LIMIT", "5 per 15 minutes"),
         # Kiosk mode: a client's answers are cleared after this many seconds without activity.
         # Five minutes: people look up medicine names on a medical form.
         "KIOSK_IDLE_SECONDS": int(env.get("SCREENING_KIOSK_IDLE_SECONDS", "300")),
@@ -162,7 +167,7 @@ def finish(config, instance_path: str) -> None:
         # A Redis that does not answer costs a request 2 s at most, never the worker.
         config.setdefault("RATELIMIT_STORAGE_OPTIONS", {"socket_connect_timeout": 2, "socket_timeout": 2})
     for name in ("START_LIMIT", "SUBMIT_LIMIT", "STAFF_LOGIN_LIMIT_ADDRESS", "STAFF_LOGIN_LIMIT_ACCOUNT",
-                 "STAFF_LOGIN_LIMIT_ACCOUNT_ALL"):
+                 "STAFF_LOGIN_LIMIT_ACCOUNT_ALL", "PASSWORD_RESET_LIMIT"):
         try:
             parse_many(str(config[name]))
         except ValueError:
@@ -172,7 +177,7 @@ def finish(config, instance_path: str) -> None:
         raise ConfigError(f"SCREENING_PDF_BACKGROUND must be queue or 0, not {mode!r}")
     config["PDF_BACKGROUND"] = mode
     for name in ("KIOSK_IDLE_SECONDS", "STAFF_IDLE_MINUTES", "STAFF_SESSION_HOURS", "DRAFT_LIFETIME_HOURS",
-                 "RETENTION_YEARS"):
+                 "RETENTION_YEARS", "STAFF_INVITE_HOURS", "PASSWORD_RESET_MINUTES"):
         if float(config[name]) <= 0:
             raise ConfigError(f"SCREENING_{name} must be above 0, not {config[name]}")
     config["STAFF_IDLE"] = dt.timedelta(minutes=float(config["STAFF_IDLE_MINUTES"]))

@@ -46,17 +46,22 @@ class WithholdMessages(logging.Filter):
 
 _FILTER = WithholdMessages()
 INVITATION_LINK = re.compile(r"/i/[A-Za-z0-9_-]+")
+STAFF_LINK = re.compile(r"/staff/link/[A-Za-z0-9_%-]+")  # a staff invitation or password-reset link
+
+
+def _hide(text: str) -> str:
+    return STAFF_LINK.sub("/staff/link/[token]", INVITATION_LINK.sub("/i/[token]", text))
 
 
 class HideInvitationTokens(logging.Filter):
-    """Replace an invitation link's token in a logged request line (the development server logs every path)."""
+    """Replace a link's token (a client's invitation, a staff invitation or password reset) in a logged request line
+    (the development server logs every path)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.msg, str) and "/i/" in record.msg:
-            record.msg = INVITATION_LINK.sub("/i/[token]", record.msg)
+        if isinstance(record.msg, str) and ("/i/" in record.msg or "/staff/link/" in record.msg):
+            record.msg = _hide(record.msg)
         if record.args and isinstance(record.args, tuple):
-            record.args = tuple(INVITATION_LINK.sub("/i/[token]", a) if isinstance(a, str) else a
-                                for a in record.args)
+            record.args = tuple(_hide(a) if isinstance(a, str) else a for a in record.args)
         return True
 
 

@@ -40,8 +40,10 @@ from screening.appointments.models import ApiToken, Appointment, InvitationLink
 from screening.questionnaire.forms import same_name
 from screening.extensions import db
 from screening.models import (
+    AccountLink,
     Addendum,
     Arrival,
+    AuditEvent,
     Draft,
     FlagAcknowledgement,
     KioskSession,
@@ -98,7 +100,8 @@ def fuzz(examples: int) -> settings:
 
 LIMITS = {"STAFF_LOGIN_LIMIT_ADDRESS": "100000 per hour", "STAFF_LOGIN_LIMIT_ACCOUNT": "100000 per hour",
           "STAFF_LOGIN_LIMIT_ACCOUNT_ALL": "100000 per hour",
-          "START_LIMIT": "100000 per hour", "SUBMIT_LIMIT": "100000 per hour", "API_LIMIT": "100000 per hour"}
+          "START_LIMIT": "100000 per hour", "SUBMIT_LIMIT": "100000 per hour", "API_LIMIT": "100000 per hour",
+          "PASSWORD_RESET_LIMIT": "100000 per hour", "PASSWORD_RESET_ANSWER_SECONDS": 0}
 
 # Every POST endpoint and the test that fuzzes it. A new POST route must be added here, with its fuzzing.
 FUZZED = {
@@ -132,6 +135,12 @@ FUZZED = {
     "staff.arrived": "test_fuzz_desk",
     "staff.kiosk_start": "test_fuzz_desk",
     "staff.deactivate": "test_fuzz_admin_users",
+    "staff.invite_user": "test_fuzz_invite_user",
+    "staff.change_roles": "test_fuzz_account_actions",
+    "staff.resend_invite": "test_fuzz_account_actions",
+    "staff.reactivate": "test_fuzz_account_actions",
+    "staff.forgotten_password": "test_fuzz_forgotten_password",
+    "staff.choose_password": "test_fuzz_choose_password",
     "staff.new_appointment": "test_fuzz_new_appointment",
     "staff.resend": "test_fuzz_appointment_actions",
     "staff.copy_link": "test_fuzz_appointment_actions",
@@ -763,6 +772,140 @@ def test_fuzz_admin_users(app, staff, data):
         db.session.commit()
     assert response.status_code in (302, 400, 404), response.status_code
     check(client.get("/staff/admin/users"), "users")
+
+
+# -- staff accounts (screening/staff/people.py) -----------------------------------------------------------------
+
+
+def _reset_accounts(app, keep: set[int]) -> None:
+    """Delete the accounts (and their links, sessions, mail) a fuzz example made; set the kept ones back."""
+    with app.app_context():
+        made = [i for i in db.session.scalars(select(StaffUser.id)) if i not in keep]
+        db.session.execute(delete(AccountLink))
+        db.session.execute(delete(Outbox))
+        if made:
+            db.session.execute(delete(StaffSession).where(StaffSession.user_id.in_(made)))
+            db.session.execute(update(AuditEvent).where(AuditEvent.actor_id.in_(made)).values(actor_id=None))
+            db.session.execute(delete(StaffUser).where(StaffUser.id.in_(made)))
+        db.session.commit()
+
+
+@fuzz(30)
+@given(data=st.data())
+def test_fuzz_invite_user(app, staff, data):
+    client = staff["client"]
+    good = [("csrf_token", staff["token"]), ("name", NAME), ("email", "pat@clinic.example"), ("roles", "desk"),
+            ("roles", "practitioner")]
+    pairs = mutate(data.draw, good, ["csrf_token", "name", "email", "roles"], ["admin", "desk", "practitioner"], [])
+    response = post_form(client, "/staff/admin/users/invite", pairs)
+    check(response, "invite")
+    if response.status_code == 400:
+        check_round_trip(response, pairs, "invite")
+    # An independent reading of the post: who would be invited.
+    from tests.fuzz_strategies import _EMAIL as EMAIL_FORMAT
+
+    from screening.questionnaire.forms import clean_text
+
+    roles = [as_posted(v) for k, v in pairs if as_posted(k) == "roles"]
+    name = clean_text(first(pairs, "name"))
+    email = (first(pairs, "email") or "").strip().lower()
+    valid = bool(first(pairs, "csrf_token") == staff["token"] and roles
+                 and set(roles) <= {"admin", "desk", "practitioner"} and name and len(name) <= 120
+                 and EMAIL_FORMAT.match(email) and "\x00" not in email and len(email) <= 254
+                 and email != "boss@clinic.test")
+    made = count(app, StaffUser) - 1
+    assert made == int(valid), (response.status_code, pairs)
+    if made:
+        assert response.status_code == 303 and count(app, Outbox) == 1 and count(app, AccountLink) == 1
+        with app.app_context():
+            user = db.session.scalar(select(StaffUser).where(StaffUser.id != staff["user_id"]))
+            assert user.password_hash == "" and user.email == email and user.roles == ",".join(sorted(set(roles)))
+    else:
+        assert response.status_code in (400,), response.status_code
+        assert count(app, Outbox) == 0
+    _reset_accounts(app, {staff["user_id"]})
+
+
+@fuzz(40)
+@given(data=st.data())
+def test_fuzz_account_actions(app, staff, data):
+    client = staff["client"]
+    if count(app, StaffUser, StaffUser.email == "other@clinic.test") == 0:
+        add_staff(app, "other@clinic.test", ["desk"])
+    with app.app_context():
+        other = db.session.scalar(select(StaffUser.id).where(StaffUser.email == "other@clinic.test"))
+    action = data.draw(st.sampled_from(["roles", "invite", "reactivate", "deactivate"]))
+    target = data.draw(st.one_of(st.just(str(other)), st.sampled_from([str(staff["user_id"]), "0", "999",
+                                                                       "2147483648", "1.5", "%00"]),
+                                 hostile_text().filter(lambda t: t not in ("", ".", ".."))))
+    pairs = mutate(data.draw, [("csrf_token", staff["token"]), ("roles", "desk")],
+                   ["csrf_token", "roles"], ["admin", "desk", "practitioner", "owner"], [])
+    response = post_form(client, f"/staff/admin/users/{quote(target, safe='%')}/{action}", pairs)
+    check(response, action)
+    assert response.status_code in (302, 303, 400, 404), response.status_code
+    with app.app_context():
+        me = db.session.get(StaffUser, staff["user_id"])
+        assert me.is_active and me.has_role("admin"), "an admin never loses their own admin role or account"
+        db.session.execute(update(StaffUser).where(StaffUser.id == other).values(is_active=True, roles="desk"))
+        db.session.execute(update(StaffUser).where(StaffUser.id == staff["user_id"])
+                           .values(roles="admin,desk,practitioner"))
+        db.session.commit()
+    check(client.get(f"/staff/admin/users/{other}"), "account page")
+
+
+@fuzz(30)
+@given(data=st.data())
+def test_fuzz_forgotten_password(app, staff, data):
+    client = app.test_client()
+    csrf = token(client, "/staff/password/forgotten")
+    email = data.draw(st.sampled_from(["boss@clinic.test", " BOSS@clinic.test ", "nobody@clinic.test"]))
+    pairs = mutate(data.draw, [("csrf_token", csrf), ("email", email)], ["csrf_token", "email"], [], [])
+    response = post_form(client, "/staff/password/forgotten", pairs)
+    check(response, "forgotten password")
+    posted = first(pairs, "email")
+    ok = first(pairs, "csrf_token") == csrf
+    if response.status_code == 400 and ok:
+        check_round_trip(response, pairs, "forgotten password")
+    assert response.status_code in ((200, 400) if ok else (400,)), response.status_code
+    mailed = count(app, Outbox)
+    assert mailed == (1 if ok and response.status_code == 200 and (posted or "").strip().lower() == "boss@clinic.test"
+                      else 0), (mailed, response.status_code, posted)
+    _reset_accounts(app, {staff["user_id"]})
+
+
+@fuzz(30)
+@given(data=st.data())
+def test_fuzz_choose_password(app, staff, data):
+    from screening.staff import passwords
+
+    with app.app_context():
+        link = AccountLink(user_id=staff["user_id"], token_hash=f"{data.draw(st.integers(0, 10**12)):064d}",
+                           purpose="reset", created_at=utcnow(), expires_at=utcnow() + dt.timedelta(hours=1))
+        db.session.add(link)
+        db.session.commit()
+        link_id, before = link.id, db.session.get(StaffUser, staff["user_id"]).password_hash
+    client = app.test_client()
+    with client.session_transaction() as session:
+        session["account_link"] = link_id
+    csrf = token(client, "/staff/password/new")
+    good = data.draw(st.sampled_from(["plum orchard lantern seven", "password1234", "short"]))
+    pairs = mutate(data.draw, [("csrf_token", csrf), ("password", good), ("confirm", good)],
+                   ["csrf_token", "password", "confirm"], [], [])
+    response = post_form(client, "/staff/password/new", pairs)
+    check(response, "choose password")
+    password, confirm = first(pairs, "password") or "", first(pairs, "confirm") or ""
+    valid = (first(pairs, "csrf_token") == csrf and password and password == confirm
+             and passwords.problem(password, "boss@clinic.test") is None)
+    with app.app_context():
+        after = db.session.get(StaffUser, staff["user_id"]).password_hash
+        assert (after != before) == bool(valid), (response.status_code, password)
+        assert response.status_code == (303 if valid else 400), response.status_code
+        if response.status_code == 400 and password:
+            assert not re.search(r'type="password"[^>]*value="[^"]', response.get_data(as_text=True))
+        db.session.execute(update(StaffUser).where(StaffUser.id == staff["user_id"]).values(password_hash=before))
+        db.session.execute(update(StaffSession).values(ended_at=None))
+        db.session.commit()
+    _reset_accounts(app, {staff["user_id"]})
 
 
 @fuzz(20)
@@ -1557,6 +1700,12 @@ def test_every_post_route_refuses_a_missing_or_wrong_csrf_token(app):
         "staff.arrived": (staff, f"/staff/desk/{reference}/arrived"),
         "staff.kiosk_start": (staff, "/staff/kiosk/start"),
         "staff.deactivate": (staff, f"/staff/admin/users/{other}/deactivate"),
+        "staff.invite_user": (staff, "/staff/admin/users/invite"),
+        "staff.change_roles": (staff, f"/staff/admin/users/{other}/roles"),
+        "staff.resend_invite": (staff, f"/staff/admin/users/{other}/invite"),
+        "staff.reactivate": (staff, f"/staff/admin/users/{other}/reactivate"),
+        "staff.forgotten_password": (app.test_client(), "/staff/password/forgotten"),
+        "staff.choose_password": (app.test_client(), "/staff/password/new"),
         "staff.new_appointment": (staff, "/staff/appointments/new"),
         "staff.import_csv": (staff, "/staff/appointments/import"),
         "staff.resend": (staff, f"/staff/appointments/{uid}/resend"),

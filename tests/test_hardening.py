@@ -432,12 +432,12 @@ SECRET_ERROR = ("SELECT name FROM submission WHERE name = %(name)s", {"name": "A
 def test_a_staff_page_error_logs_the_type_only(app, client, monkeypatch, caplog):
     add_user(app, "admin@clinic.test", ["admin"])
     sign_in(client, "admin@clinic.test")
-    from screening.staff import admin
+    from screening.staff import people_services
 
     def broken(_session):
         raise ProgrammingError(*SECRET_ERROR)  # (a traceback shows this line: no data on it)
 
-    monkeypatch.setattr(admin, "list_users", broken)
+    monkeypatch.setattr(people_services, "list_users", broken)  # the staff accounts page (staff/people.py)
     app.config["PROPAGATE_EXCEPTIONS"] = False
     with caplog.at_level(logging.ERROR):
         response = client.get("/staff/admin/users")

@@ -11,6 +11,9 @@ from ..extensions import db
 from .accounts import SessionEnded, resume
 
 PUBLIC_ENDPOINTS = {"staff.login"}
+# A forgotten password and the emailed links (staff/people.py) are for people who cannot sign in.
+PUBLIC_ENDPOINTS |= {"staff.forgotten_password", "staff.follow_account_link", "staff.choose_password",
+                     "staff.password_done"}
 # A request the page makes by itself (staff.js asking how long the session has left) carries this header: it
 # never renews the idle timer and, signed out, gets a 401 rather than the sign-in page.
 AUTOMATIC_HEADER = "X-Screening-Automatic"

@@ -13,10 +13,11 @@ from sqlalchemy.orm import Session
 
 from .. import audit
 from ..models import StaffSession, StaffUser, utcnow
+from . import passwords
 
 ROLES = ("admin", "practitioner", "desk")
-MIN_PASSWORD = 12
-MAX_PASSWORD = 200  # the sign-in form's limit too: a longer password could never be typed in to sign in
+MIN_PASSWORD = passwords.MIN_LENGTH
+MAX_PASSWORD = passwords.MAX_LENGTH  # the sign-in form's limit too: a longer password could never be typed in
 MAX_EMAIL = 254  # likewise for the email address (and RFC 5321's limit)
 _hasher = PasswordHasher()  # argon2id with the library's current parameters
 _DUMMY = _hasher.hash("not a real password, used to spend the same time")
@@ -43,12 +44,16 @@ def normalise_email(email: str) -> str:
     return email.strip().lower()
 
 
-def check_password(password: str) -> None:
-    """Refuse a password that is too short, or too long for the sign-in form to accept."""
-    if len(password) < MIN_PASSWORD:
-        raise AccountError(f"the password must have at least {MIN_PASSWORD} characters")
-    if len(password) > MAX_PASSWORD:
-        raise AccountError(f"the password must have at most {MAX_PASSWORD} characters (the sign-in form's limit)")
+def check_password(password: str, email: str = "") -> None:
+    """Refuse a password that breaks the rules of staff/passwords.py (the same everywhere: web and command line)."""
+    problem = passwords.problem(password, email)
+    if problem:
+        raise AccountError(problem)
+
+
+def hash_password(password: str) -> str:
+    """Return the argon2id hash of ``password`` (checked by the caller)."""
+    return _hasher.hash(password)
 
 
 def create_user(session: Session, email: str, name: str, roles: list[str], password: str) -> StaffUser:
@@ -61,7 +66,7 @@ def create_user(session: Session, email: str, name: str, roles: list[str], passw
     bad = [r for r in roles if r not in ROLES]
     if bad or not roles:
         raise AccountError(f"roles must be among {', '.join(ROLES)}")
-    check_password(password)
+    check_password(password, email)
     if session.scalar(select(StaffUser).where(StaffUser.email == email)):
         raise AccountError(f"an account for {email} exists already")
     from ..questionnaire.forms import clean_text  # no control or bidirectional override in a name shown to staff
@@ -108,8 +113,8 @@ def deactivate(session: Session, email: str) -> StaffUser:
 
 def reset_password(session: Session, email: str, password: str) -> StaffUser:
     """Set a new password and end the user's sessions."""
-    check_password(password)
     user = find_user(session, email)
+    check_password(password, user.email)
     user.password_hash = _hasher.hash(password)
     end_all_sessions(session, user)
     audit.record(session, "password_reset", detail=f"user={user.id}", commit=False)
@@ -122,11 +127,12 @@ def authenticate(session: Session, email: str, password: str) -> StaffUser | Non
     email = normalise_email(email)
     # No account's address holds a NUL, and PostgreSQL refuses one in a query: no lookup (the hash check still runs).
     user = None if "\x00" in email else session.scalar(select(StaffUser).where(StaffUser.email == email))
+    # An invited account has no password yet (an empty hash): checked against the dummy, to spend the same time.
     try:
-        _hasher.verify(user.password_hash if user else _DUMMY, password)
+        _hasher.verify(user.password_hash if user and user.password_hash else _DUMMY, password)
     except (VerificationError, InvalidHashError):
         return None
-    if user is None or not user.is_active:
+    if user is None or not user.is_active or not user.password_hash:
         return None
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = _hasher.hash(password)

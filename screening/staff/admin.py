@@ -1,11 +1,11 @@
-"""Admin pages: staff accounts and the audit trail."""
+"""Admin pages: the audit trail (staff accounts are in staff/people.py)."""
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
 
-from flask import abort, flash, g, redirect, render_template, request, url_for
+from flask import render_template, request
 from flask_babel import gettext as _
 from flask_wtf import FlaskForm
 from sqlalchemy import func, select
@@ -17,29 +17,11 @@ from .. import audit
 from ..extensions import db
 from ..models import AuditEvent, StaffUser, Submission
 from .access import roles
-from .accounts import AccountError, deactivate_account
+from .people_services import list_users
 from .views import bp
 
 PER_PAGE = 50
 NO_ACTOR = "none"  # the actor filter's value for events without a staff member (failed sign-ins, expiries)
-
-
-# -- accounts ----------------------------------------------------------------------------
-
-
-def list_users(session: Session) -> list[StaffUser]:
-    """Return every staff account, active ones first."""
-    return list(session.scalars(select(StaffUser).order_by(StaffUser.is_active.desc(), StaffUser.name,
-                                                           StaffUser.email)))
-
-
-def deactivate_user(session: Session, user: StaffUser, by: StaffUser, address: str) -> None:
-    """Deactivate ``user`` and sign them out everywhere; raise AccountError when that is not allowed."""
-    if user.id == by.id:
-        raise AccountError(_("You cannot deactivate your own account. Ask another admin."))
-    if not user.is_active:
-        raise AccountError(_("The account %(email)s is already deactivated.", email=user.email))
-    deactivate_account(session, user, actor_id=by.id, address=address)
 
 
 # -- the audit trail -----------------------------------------------------------------------
@@ -174,35 +156,6 @@ def read_filters(form: AuditFilterForm, users: list[StaffUser]) -> tuple[AuditFi
 
 
 # -- views ----------------------------------------------------------------------------
-
-
-@bp.get("/admin/users")
-@roles("admin")
-def users():
-    """List staff accounts, each with a way to deactivate it."""
-    return _users_page({}, 200)
-
-
-def _users_page(errors: dict[str, str], status: int):
-    summary = [(key, message) for key, message in errors.items()]
-    return render_template("staff/users.html", users=list_users(db.session), form=FlaskForm(), errors=errors,
-                           summary=summary), status
-
-
-# max: a larger number is no account (a 404), and must not reach the database (a 32-bit integer column).
-@bp.post("/admin/users/<int(max=2147483647):user_id>/deactivate")
-@roles("admin")
-def deactivate(user_id: int):
-    """Deactivate a staff account (never your own)."""
-    user = db.session.get(StaffUser, user_id)
-    if user is None:
-        abort(404)
-    try:
-        deactivate_user(db.session, user, g.staff, request.remote_addr or "")
-    except AccountError as exc:
-        return _users_page({f"user-{user.id}": str(exc)}, 400)
-    flash(_("%(email)s is deactivated and signed out everywhere.", email=user.email))
-    return redirect(url_for(".users"))
 
 
 @bp.get("/admin/audit")

@@ -137,5 +137,5 @@ def home():
 
 
 from . import review  # noqa
-from . import desk, admin  # noqa: E402,F401
+from . import desk, admin, people  # noqa: E402,F401
 from . import twofactor_views  # noqa: E402,F401
