@@ -8,13 +8,14 @@ from typing import Any
 from sqlalchemy import Date, DateTime, Index, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from . import clock
 from .crypto import EncryptedBytes, EncryptedJSON, EncryptedText, bind_encrypted_columns, binding
 from .extensions import db
 
 
 def utcnow() -> dt.datetime:
-    """Return the current time in UTC (timezone-aware)."""
-    return dt.datetime.now(dt.timezone.utc)
+    """Return the current time in UTC (timezone-aware), from the clinic's clock (tests fix it there)."""
+    return clock.now()
 
 
 class Draft(db.Model):

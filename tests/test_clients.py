@@ -279,6 +279,7 @@ def test_the_desk_hands_the_tablet_over_and_can_undo_an_arrival(app, desk, mailb
     book(desk, treatment="standard")
     reference = screen(app, mailbox, answers_for_booking(treatment_variant="standard"))
     on_the_day()
+    sign_in(desk, "desk@clinic.test")  # five days on, yesterday's staff session has ended
     page = desk.get("/staff/desk")
     assert "Not yet confirmed on the day" in page.text
     desk.post(f"/staff/desk/{reference}/arrived", data={"csrf_token": csrf_token(page.text)})
@@ -316,3 +317,68 @@ def test_an_out_of_date_screening_is_done_again_prefilled(app, desk, mailbox, on
     with app.app_context():
         draft = db.session.scalars(select(Draft).order_by(Draft.id.desc())).first()
         assert draft.prefilled_from_id == submission.id and draft.answers["fitzpatrick"] == "type_4"
+
+
+def _months_back(day: dt.date, months: int) -> dt.date:
+    from screening.rules import add_months
+
+    return add_months(day, -months)
+
+
+def test_the_next_screening_runs_the_rules_on_its_own_date_a_lifted_deferral_goes_and_a_new_one_comes(
+        app, desk, mailbox):
+    from tests.test_appointments import TODAY
+
+    first_day, second_day = TODAY + dt.timedelta(days=5), TODAY + dt.timedelta(days=10)
+    # Vitiligo last active 12 months before a day between the two appointments: it defers the first one only.
+    active = _months_back(TODAY + dt.timedelta(days=7), 12).isoformat()
+    vitiligo = dict(vitiligo="yes", vitiligo_active_12m="yes", vitiligo_last_activity_date=active)
+    book(desk, treatment="standard", date=first_day.isoformat())
+    first = screen(app, mailbox, answers_for_booking(treatment_variant="standard",
+                                                     appointment_date=first_day.isoformat(), **vitiligo))
+    book(desk, treatment="standard", date=second_day.isoformat())
+    client, _ = open_invitation(app, mailbox)
+    with app.app_context():
+        draft = db.session.scalars(select(Draft).order_by(Draft.id.desc())).first()
+        assert {k: draft.answers.get(k) for k in vitiligo} == vitiligo, "the dated event is carried over"
+    injected = (TODAY - dt.timedelta(days=2)).isoformat()
+    answers = answers_for_booking(treatment_variant="standard", appointment_date=second_day.isoformat(),
+                                  injectables_12m="yes", **vitiligo,
+                                  injectables=[{"type": "botulinum_toxin", "date": injected,
+                                                "location": ["forehead"]}])
+    answer_all(client, answers)
+    assert sign_and_send(client, answers["full_name"]).status_code == 302
+    with app.app_context():
+        earlier = db.session.scalar(select(Submission).where(Submission.reference == first))
+        later = db.session.scalars(select(Submission).order_by(Submission.id.desc())).first()
+        earlier_flags = {f["id"] for f in earlier.result["flags"]}
+        later_flags = {f["id"] for f in later.result["flags"]}
+    assert "vitiligo_unstable" in earlier_flags and earlier.outcome == "DEFER"
+    assert "vitiligo_unstable" not in later_flags, "lifted by the second appointment's date"
+    assert "recent_injectable_in_area" in later_flags and later.outcome == "DEFER", "a new one, from new answers"
+
+
+def test_the_desk_hands_a_tablet_over_for_an_out_of_date_screening_prefilled_and_tied_to_the_booking(
+        app, desk, mailbox, on_the_day):
+    book(desk, treatment="standard", date=LATER.isoformat())
+    reference = screen(app, mailbox, answers_for_booking(treatment_variant="standard",
+                                                         appointment_date=LATER.isoformat(), **LASTING))
+    on_the_day(LATER)
+    sign_in(desk, "desk@clinic.test")
+    page = desk.get("/staff/desk")
+    assert "Out of date: to be done again" in page.text
+    refused = desk.post(f"/staff/desk/{reference}/confirm-here", data={"csrf_token": csrf_token(page.text)})
+    assert refused.status_code == 409, "an out-of-date screening is done again, not confirmed"
+    response = desk.post(f"/staff/desk/{reference}/redo-here", data={"csrf_token": csrf_token(page.text)})
+    assert response.status_code == 302 and "/q/" in response.location
+    assert desk.get("/staff/desk").status_code == 302, "the tablet is a kiosk now"
+    answers = answers_for_booking(treatment_variant="standard", appointment_date=LATER.isoformat(), **LASTING)
+    answer_all(desk, answers)
+    sent = sign_and_send(desk, answers["full_name"])
+    assert "Your answers have been sent" in sent.get_data(as_text=True), "a kiosk shows the confirmation at once"
+    with app.app_context():
+        old = db.session.scalar(select(Submission).where(Submission.reference == reference))
+        new = db.session.scalars(select(Submission).order_by(Submission.id.desc())).first()
+        appointment = db.session.scalar(select(Appointment))
+        assert new.id != old.id and appointment.submission_id == new.id and new.previous_id == old.id
+        assert new.on_the_day == "not_needed" and new.client_id == old.client_id

@@ -113,7 +113,8 @@ def changes():
     form_class = page_form_class(page)
     errors: dict[str, str] = {}
     if request.method == "GET":
-        form = form_class(data=form_data(page, {**submission.answers, **(check.work or {}).get("answers", {})}))
+        # Blank at first (the earlier answers are what the client said has changed): each is answered afresh.
+        form = form_class(data=form_data(page, (check.work or {}).get("answers", {})))
     else:
         form = form_class()
         if not form.validate() and "csrf_token" in form.errors:

@@ -14,10 +14,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from .. import audit, clock, kiosk, services
+from .. import questions as qd
 from ..crypto import VaultError, binding, open_row, raw
 from ..errors import SubmissionNotFound
 from ..extensions import db
-from ..models import Arrival, Review, StaffUser, Submission
+from ..models import Arrival, Draft, Review, StaffUser, Submission
 from .access import roles
 from .views import bp
 
@@ -225,6 +226,30 @@ def confirm_here(reference: str):
     session["kiosk"] = token
     dayof.begin(check.uid)
     return redirect(url_for("dayof.confirm"))
+
+
+@bp.post("/desk/<reference>/redo-here")
+@roles(*ACT_ROLES)
+def redo_here(reference: str):
+    """Hand this tablet to a client whose screening is out of date: the questionnaire again, in kiosk mode,
+    prefilled with their lasting answers and tied to their appointment."""
+    from ..appointments import services as appointments
+    from ..appointments.models import Appointment
+    from ..clients import services as clients
+
+    submission = _todays_or_404(reference)
+    appointment = db.session.scalar(select(Appointment).where(Appointment.submission_id == submission.id))
+    if (appointment is None or clients.day_state(db.session, submission) != clients.REDO
+            or db.session.scalar(select(Review.id).where(Review.submission_id == submission.id)) is not None):
+        abort(409)
+    draft_token = appointments.start_screening(db.session, appointment, current_app.config["DRAFT_LIFETIME"])
+    token = kiosk.start(db.session, g.staff, g.staff_session, request.remote_addr or "")
+    session.clear()
+    session.permanent = True
+    session["kiosk"] = token
+    session["draft"] = draft_token
+    draft = db.session.get(Draft, appointment.draft_id)
+    return redirect(url_for("questionnaire.page", page_id=services.next_page(draft) or qd.PAGES[0].id))
 
 
 @bp.get("/desk/<reference>/sheet")
