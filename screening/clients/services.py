@@ -419,6 +419,8 @@ def confirm(session: Session, check: DayCheck, ruleset: RuleSet, today: dt.date,
     audit.record(session, "day_confirmed", submission_id=submission.id,
                  detail=f"{check.channel}; {len(changed)} answers changed; outcome "
                         f"{check.outcome_before} -> {result.outcome}", commit=False)
+    if result.outcome != check.outcome_before and result.outcome != "CLEAR":
+        _tell_practitioners(session, submission)
     session.commit()
     from .. import tasks
 
@@ -431,6 +433,20 @@ def clinic_sessions_for_submission(session: Session, submission: Submission) -> 
     if submission.client_id is None:
         return ()
     return clinic_sessions(session, submission.client_id, submission.appointment_date)
+
+
+def _tell_practitioners(session: Session, submission: Submission) -> None:
+    """Queue the practitioners' notice (no name, no outcome) when the day's answers changed the outcome."""
+    from .. import mail
+    from ..appointments import services as appointments
+    from ..appointments.models import Appointment
+
+    appointment = session.scalar(select(Appointment).where(Appointment.submission_id == submission.id))
+    if appointment is None:
+        return
+    for email in appointments.practitioner_emails(session, appointment):
+        mail.queue(session, mail.compose("practitioner", to=email, link=appointments.staff_link()),
+                   kind="practitioner", appointment_id=appointment.id)
 
 
 # -- the client's history ----------------------------------------------------------------------
