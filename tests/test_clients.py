@@ -385,3 +385,26 @@ def test_the_desk_hands_a_tablet_over_for_an_out_of_date_screening_prefilled_and
         appointment = db.session.scalar(select(Appointment))
         assert new.id != old.id and appointment.submission_id == new.id and new.previous_id == old.id
         assert new.on_the_day == "not_needed" and new.client_id == old.client_id
+
+
+def test_a_tablet_left_alone_forgets_the_confirmation_and_applies_nothing(app, desk, mailbox, on_the_day):
+    import time
+
+    from screening.clients.dayof import SESSION_KEY
+
+    book(desk, treatment="standard")
+    reference = screen(app, mailbox, answers_for_booking(treatment_variant="standard"))
+    on_the_day()
+    sign_in(desk, "desk@clinic.test")
+    page = desk.get("/staff/desk")
+    desk.post(f"/staff/desk/{reference}/confirm-here", data={"csrf_token": csrf_token(page.text)})
+    assert desk.get("/today").status_code == 200
+    with desk.session_transaction() as session:
+        session[SESSION_KEY + "_at"] = int(time.time()) - app.config["KIOSK_IDLE_SECONDS"] - 1
+    gone = desk.get("/today")
+    assert gone.status_code == 404 and "Nothing to confirm here" in gone.text
+    with desk.session_transaction() as session:
+        assert SESSION_KEY not in session, "the next person at the tablet sees none of it"
+    with app.app_context():
+        submission = db.session.scalar(select(Submission).where(Submission.reference == reference))
+        assert submission.on_the_day == "to_confirm"

@@ -42,10 +42,11 @@ def _check():
     check = services.check_by_uid(db.session, session.get(SESSION_KEY))
     if check is None:
         return None, None
-    started = session.get(SESSION_KEY + "_at", 0)
-    if kiosk.active() and time.time() - started > kiosk.idle_limit().total_seconds():
+    last = session.get(SESSION_KEY + "_at", 0)
+    if kiosk.active() and time.time() - last > kiosk.idle_limit().total_seconds():
         _finish()  # a tablet left alone: the next person sees none of it
         return None, None
+    session[SESSION_KEY + "_at"] = int(time.time())  # in use: the idle time counts from now
     submission = db.session.get(Submission, check.submission_id)
     if (submission is None or submission.appointment_date != clock.today()
             or db.session.query(Review.id).filter(Review.submission_id == submission.id).first() is not None):
