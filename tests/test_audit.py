@@ -1,4 +1,5 @@
-"""The audit trail: every staff action is recorded with who, when (UTC) and from where, and never an answer."""
+"""The audit trail: every staff action is recorded with who, when and from where, and never an answer; admins read
+it in words, filter it, and export it as CSV."""
 
 import datetime as dt
 import re
@@ -202,6 +203,11 @@ def admin(app, trail):
     return client
 
 
+def code(row: str) -> str:
+    """The action code under an event's words."""
+    return re.search(r'<code class="action-code">(\w+)</code>', row).group(1)
+
+
 def table_rows(html):
     body = html.split("<tbody>", 1)[1].split("</tbody>", 1)[0] if "<tbody>" in html else ""
     return re.findall(r"<tr>(.*?)</tr>", body, re.S)
@@ -211,28 +217,29 @@ def test_admin_reads_the_trail_newest_first(app, trail, admin):
     page = admin.get("/staff/admin/audit")
     assert page.status_code == 200 and page.headers["Cache-Control"] == "no-store"
     rows = table_rows(page.text)
-    assert "<code>sign_in</code>" in rows[0] and "Ada Admin (admin@clinic.test)" in rows[0]
-    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", rows[0]) and ADDRESS in rows[0]
-    arrived = next(r for r in rows if "<code>mark_arrived</code>" in r)
-    assert trail["reference"] in arrived and "Dee Desk (desk@clinic.test)" in arrived
-    failed = next(r for r in rows if "<code>sign_in_failed</code>" in r)
-    assert "No member of staff" in failed
+    assert "Signed in" in rows[0] and code(rows[0]) == "sign_in" and "Ada Admin" in rows[0]
+    assert "(admin@clinic.test)" in rows[0]
+    assert re.search(r"\d{1,2} \w+ \d{4}, \d\d:\d\d:\d\d UTC", rows[0]) and ADDRESS in rows[0]
+    arrived = next(r for r in rows if code(r) == "mark_arrived")
+    assert f"Marked {trail['reference']} as arrived" in arrived and "Dee Desk" in arrived
+    failed = next(r for r in rows if code(r) == "sign_in_failed")
+    assert "No member of staff" in failed and "Sign-in failed for desk@clinic.test" in failed
     for secret in secrets_of(CLIENT):
         assert secret not in page.text
 
 
 def test_admin_filters_by_action_actor_and_date(app, trail, admin):
     rows = table_rows(admin.get("/staff/admin/audit?action=mark_arrived").text)
-    assert len(rows) == 1 and "<code>mark_arrived</code>" in rows[0]
+    assert len(rows) == 1 and code(rows[0]) == "mark_arrived"
 
     desk_id = trail["ids"]["desk"]
     rows = table_rows(admin.get(f"/staff/admin/audit?actor={desk_id}").text)
-    actions = [re.search(r"<code>(\w+)</code>", r).group(1) for r in rows]
-    assert actions == ["kiosk_stop", "sign_out", "print_desk_sheet", "mark_arrived", "sign_in"]
+    actions = [code(r) for r in rows]
+    # A failed sign-in is the person's whose email it tried.
+    assert actions == ["kiosk_stop", "sign_out", "print_desk_sheet", "mark_arrived", "sign_in", "sign_in_failed"]
 
     rows = table_rows(admin.get("/staff/admin/audit?actor=none").text)
-    assert {re.search(r"<code>(\w+)</code>", r).group(1) for r in rows} == {"sign_in_failed", "session_expired",
-                                                                           "account_created"}
+    assert {code(r) for r in rows} == {"sign_in_failed", "session_expired", "account_created"}
     rows = table_rows(admin.get(f"/staff/admin/audit?actor={desk_id}&action=sign_in").text)
     assert len(rows) == 1
 
@@ -245,15 +252,24 @@ def test_admin_filters_by_action_actor_and_date(app, trail, admin):
 
 
 @pytest.mark.parametrize("query, message", [
-    ("date_from=2026-13-40", "Enter a real date, like 2026-03-15"),
-    ("date_to=yesterday", "Enter a real date, like 2026-03-15"),
-    ("date_from=2026-03-02&date_to=2026-03-01", "The end date must be the same as or after the start date"),
+    ("date_from=2026-13-40", "Enter a real date as day/month/year, for example 24/11/2026"),
+    ("date_to=yesterday", "Enter a real date as day/month/year, for example 24/11/2026"),
+    ("date_from=31/02/2026", "Enter a real date as day/month/year, for example 24/11/2026"),
+    ("date_from=2026-03-02&date_to=2026-03-01", "The ‘To’ date must be the same as or after the ‘From’ date"),
+    ("date_from=02/03/2026&date_to=1.3.2026", "The ‘To’ date must be the same as or after the ‘From’ date"),
+    ("reference=K7QM-4TX", "Enter a reference of 8 letters and numbers, like K7QM-4TXR"),
+    ("reference=K7QM-4TXB", "Enter a reference of 8 letters and numbers, like K7QM-4TXR"),  # B is never used
+    ("reference=%27%3B+DROP+TABLE", "Enter a reference of 8 letters and numbers, like K7QM-4TXR"),
+    ("reference=" + "A" * 300, "That is too long"),
+    ("date_from=" + "1" * 300, "That is too long"),
+    ("action=" + "a" * 300, "That is too long"),
+    ("page=%C2%B2", "The page number must be a whole number, 1 or more"),
     ("action=drop_table", "Choose an action from the list"),
     ("actor=9999", "Choose a member of staff from the list"),
     ("page=-1", "The page number must be a whole number, 1 or more"),
 ])
-def test_a_bad_filter_says_what_is_wrong(admin, query, message):
-    page = admin.get(f"/staff/admin/audit?{query}")
+def test_a_bad_filter_says_what_is_wrong(lone_admin, query, message):
+    page = lone_admin.get(f"/staff/admin/audit?{query}")
     assert page.status_code == 400
     assert "<title>Error:" in page.text and "There is a problem" in page.text and message in page.text
     assert "<tbody>" not in page.text
@@ -280,3 +296,186 @@ def test_desk_and_practitioners_cannot_read_the_trail(app, client, role):
     sign_in(client, f"{role}@clinic.test")
     assert client.get("/staff/admin/audit").status_code == 403
     assert client.get("/staff/admin/audit?action=sign_in").status_code == 403
+
+
+# -- in words, with names, filters that keep what was typed, and the CSV export (issue 15) ------------------------
+
+
+def test_every_action_has_words():
+    missing = sorted(audit.ACTIONS - audit.ACTION_WORDS.keys())
+    assert not missing, f"add words for these actions to screening/audit.py ACTION_WORDS: {missing}"
+    assert not audit.ACTION_WORDS.keys() - audit.ACTIONS, "words for an action that is never recorded"
+    values = {"reference": "K7QM-4TXR", "user": "Pat (p@x)", "email": "e@x", "appointment": "u", "token": "t",
+              "detail": "d"}
+    for action, words in [*audit.ACTION_WORDS.items(), *((a, w) for (a, _), w in audit.DETAIL_WORDS.items())]:
+        assert "%(" not in words % values and "_" not in words, (action, words)
+
+
+@pytest.mark.parametrize("action, detail, reference, words", [
+    ("view_pdf", "version=original", "K7QM-4TXR", "Opened the PDF of K7QM-4TXR"),
+    ("view_pdf", "version=signed", "K7QM-4TXR", "Opened the signed-off PDF of K7QM-4TXR"),
+    ("sign_in", "", "", "Signed in"),
+    ("sign_in_failed", "account=ab12 net=10.0.0.1;email=pat%40clinic.test;", "", "Sign-in failed for pat@clinic.test"),
+    ("sign_in_failed", "account=ab12 net=10.0.0.1;email=a%3Bb%20net%3D1;kiosk_exit", "",
+     "Failed to end kiosk mode as a;b net=1"),
+    ("sign_in_failed", "account=ab12 net=10.0.0.1;", "", "Sign-in failed for an unknown address"),  # before issue 15
+    ("account_deactivated", "user=3", "", "Deactivated the account of Pat Smith (pat@clinic.test)"),
+    ("account_deactivated", "user=99", "", "Deactivated the account of account 99"),
+    ("erased", "K7QM-4TXR; reason: the client asked", "", "Erased K7QM-4TXR at the client’s request"),
+    ("api_token_created", "api token Phorest", "", "Created the booking system token “Phorest”"),
+    ("invitation_resent", "appointment abc123", "", "Sent the invitation for appointment abc123 again"),
+    ("session_expired", "idle", "", "Signed out automatically: the page was left unused"),
+    ("no_such_action", "x", "", "no_such_action"),
+])
+def test_events_read_in_words(action, detail, reference, words):
+    assert audit.describe(action, detail, reference, {3: "Pat Smith (pat@clinic.test)"}) == words
+
+
+def test_the_trail_reads_in_words_and_names_people(app, trail, admin):
+    page = admin.get("/staff/admin/audit").text
+    reference = trail["reference"]
+    for words in (f"Opened the record of {reference}", f"Opened the PDF of {reference}",
+                  f"Downloaded the PDF of {reference}", f"Signed off {reference}", f"Added an addendum to {reference}",
+                  f"Printed the desk sheet of {reference}", "Deactivated the account of Lee Leaver (leaver@clinic.test)",
+                  "Sign-in failed for desk@clinic.test", "Signed out automatically: the page was left unused",
+                  "Started kiosk mode on a device", "Pat Practitioner", "(prac@clinic.test)"):
+        assert words in page, words
+    assert "user=" not in page and "account=" not in page
+    for secret in secrets_of(CLIENT):
+        assert secret not in page
+
+
+def test_a_failed_sign_in_records_the_email_tried_never_the_password(app, client):
+    add_user(app, "pat@clinic.test", "Pat", ["practitioner"])
+    odd = "eve net=10.0.0.1;x@evil.test"  # spaces, "net=" and ";" cannot pose as another network's count
+    for email in ("pat@clinic.test", odd, "long" + "x" * 230 + "@clinic.test"):
+        assert sign_in(client, email, "hunter2 wrong password").status_code == 401
+    failed = [e for e in all_events(app) if e.action == "sign_in_failed"]
+    assert [audit.email_tried(e.detail) for e in failed][:2] == ["pat@clinic.test", odd]
+    assert audit.email_tried(failed[2].detail).startswith("longxxx") and len(failed[2].detail) <= 200
+    assert " net=10.0.0.1;" not in failed[1].detail
+    for event in failed:
+        for column in ("detail", "address", "action"):
+            assert "hunter2" not in getattr(event, column)
+
+
+def test_filters_by_reference_and_keeps_them_when_paging(app, trail, admin):
+    reference = trail["reference"]
+    typed = reference.lower().replace("-", " ")
+    page = admin.get(f"/staff/admin/audit?reference={typed}")
+    rows = table_rows(page.text)
+    assert page.status_code == 200 and rows and all(reference in r for r in rows)
+    assert {code(r) for r in rows} >= {"mark_arrived", "view_pdf", "sign_off", "view_submission"}
+    assert f'value="{typed}"' in page.text, "the reference as it was typed"
+    with app.app_context():
+        submission_id = db.session.scalar(select(Submission.id).where(Submission.reference == reference))
+        for _ in range(60):
+            db.session.add(AuditEvent(action="view_submission", submission_id=submission_id, address=ADDRESS))
+        db.session.commit()
+    first = admin.get(f"/staff/admin/audit?reference={reference}&date_from=1/1/2020&action=view_submission")
+    assert "page 1 of 2" in first.text
+    assert (f'href="/staff/admin/audit?page=2&amp;action=view_submission&amp;reference={reference}'
+            '&amp;date_from=1/1/2020"') in first.text.replace("%2F", "/")
+
+
+@pytest.mark.parametrize("query, kept", [
+    ("reference=nope&date_from=24/11/2026&action=sign_in", ['value="nope"', 'value="24/11/2026"',
+                                                            '<option selected value="sign_in">']),
+    ("date_from=40/40/2026&reference=k7qm+4txr", ['value="40/40/2026"', 'value="k7qm 4txr"']),
+    ("date_to=%3Cscript%3E", ['value="&lt;script&gt;"']),
+])
+def test_bad_filters_keep_everything_typed(lone_admin, query, kept):
+    page = lone_admin.get(f"/staff/admin/audit?{query}")
+    assert page.status_code == 400 and "There is a problem" in page.text and "<script>" not in page.text
+    for text in kept:
+        assert text in page.text, text
+    summary = page.text.split('class="error-summary"', 1)[1].split("</div>", 1)[0]
+    for href in re.findall(r'href="#(\w+)"', summary):
+        assert f'id="{href}"' in page.text, "each message links to its field"
+
+
+@pytest.fixture
+def lone_admin(app):
+    """An admin signed in, on a trail that holds only their own account and sign-in."""
+    add_user(app, "admin@clinic.test", "Ada Admin", ["admin"])
+    client = app.test_client()
+    assert sign_in(client, "admin@clinic.test").status_code == 302
+    return client
+
+
+def read_csv(response):
+    import csv
+    import io
+
+    assert response.status_code == 200 and response.mimetype == "text/csv"
+    assert response.headers["Content-Disposition"].startswith('attachment; filename="audit-trail-')
+    assert response.headers["Cache-Control"] == "no-store"
+    text = response.data.decode("utf-8-sig")
+    return list(csv.reader(io.StringIO(text)))
+
+
+def test_the_export_is_the_filtered_trail_and_is_itself_audited(app, trail, admin):
+    before = len(all_events(app))
+    page = admin.get("/staff/admin/audit?action=sign_in")
+    assert 'href="/staff/admin/audit/export.csv?action=sign_in"' in page.text
+    rows = read_csv(admin.get("/staff/admin/audit/export.csv?action=sign_in"))
+    assert rows[0] == list(("event", "time (clinic)", "time (UTC)", "member of staff", "email", "what", "action",
+                            "reference", "detail", "address"))
+    assert len(rows) - 1 == len(table_rows(page.text)) == 4  # desk, prac, admin, and the admin's fixture sign-in
+    assert {r[6] for r in rows[1:]} == {"sign_in"} and {r[5] for r in rows[1:]} == {"Signed in"}
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", rows[1][2])
+    exported = all_events(app)[before:]
+    assert [(e.action, e.actor_id, e.detail) for e in exported] == [
+        ("audit_exported", trail["ids"]["admin"], "action=sign_in")]
+    everything = read_csv(admin.get("/staff/admin/audit/export.csv"))
+    assert "Exported the audit trail as CSV (action=sign_in)" in {r[5] for r in everything}
+    text = "\n".join(",".join(r) for r in everything)
+    assert "Ada Admin" in text and "admin@clinic.test" in text and trail["reference"] in text
+    for secret in secrets_of(CLIENT):
+        assert secret not in text
+
+
+@pytest.mark.parametrize("value, cell", [
+    ("=HYPERLINK(\"http://evil.test\",\"x\")", "'=HYPERLINK(\"http://evil.test\",\"x\")"),
+    ("+1+2", "'+1+2"), ("-2+3", "'-2+3"), ("@SUM(A1)", "'@SUM(A1)"), ("\tx", "'\tx"), ("\rx", "'\rx"),
+    ("plain", "plain"), ("K7QM-4TXR", "K7QM-4TXR"), (12, "12"), (None, ""),
+])
+def test_a_cell_never_starts_a_formula(value, cell):
+    from screening.staff.admin import csv_cell
+
+    assert csv_cell(value) == cell
+
+
+def test_the_export_defuses_formulas_in_every_column(app, lone_admin):
+    with app.app_context():
+        db.session.add(AuditEvent(action="api_token_created", detail="api token =cmd|' /C calc'!A0",
+                                  address="@evil"))
+        db.session.add(AuditEvent(action="sign_in_failed", detail="account=a net=n;email=%3Dx%40evil.test;",
+                                  address="+1"))
+        db.session.commit()
+    rows = read_csv(lone_admin.get("/staff/admin/audit/export.csv"))
+    for row in rows[1:]:
+        for cell in row:
+            assert not cell.startswith(("=", "+", "-", "@", "\t", "\r")), row
+    token = next(r for r in rows if r[6] == "api_token_created")
+    assert token[8] == "api token =cmd|' /C calc'!A0" and token[9] == "'@evil"
+    failed = next(r for r in rows if r[6] == "sign_in_failed" and r[9] == "'+1")
+    assert failed[5] == "Sign-in failed for =x@evil.test"
+
+
+@pytest.mark.parametrize("query", ["date_from=yesterday", "reference=nope", "actor=9999"])
+def test_a_bad_export_filter_says_what_is_wrong_and_exports_nothing(app, lone_admin, query):
+    before = len(all_events(app))
+    page = lone_admin.get(f"/staff/admin/audit/export.csv?{query}")
+    assert page.status_code == 400 and page.mimetype == "text/html" and "There is a problem" in page.text
+    assert len(all_events(app)) == before
+
+
+@pytest.mark.parametrize("role", ["desk", "practitioner"])
+def test_only_admins_export_the_trail(app, client, role):
+    add_user(app, f"{role}@clinic.test", role.title(), [role])
+    sign_in(client, f"{role}@clinic.test")
+    assert client.get("/staff/admin/audit/export.csv").status_code == 403
+    assert [e.action for e in all_events(app)].count("audit_exported") == 0
+    anonymous = app.test_client()
+    assert anonymous.get("/staff/admin/audit/export.csv").status_code == 302

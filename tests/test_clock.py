@@ -170,3 +170,17 @@ def test_the_record_and_the_pdf_show_the_clinics_time(london):
     sign_in(client, "prac@clinic.test")
     page = client.get(f"/staff/submissions/{reference}").text
     assert "15 July 2026, 00:10 BST" in page
+
+
+def test_the_audit_trail_shows_and_filters_by_the_clinics_days(london):
+    admin = london.test_client()
+    add_user(london, "admin@clinic.test", ["admin"])
+    sign_in(admin, "admin@clinic.test")
+    with london.app_context():
+        for moment in (at(2026, 7, 14, 22, 59), at(2026, 7, 14, 23, 0)):  # 23:59 on the 14th, 00:00 on the 15th
+            db.session.add(AuditEvent(action="sign_out", at=moment, address="10.0.0.9"))
+        db.session.commit()
+    page = admin.get("/staff/admin/audit?date_from=15/07/2026&date_to=15/07/2026&action=sign_out").text
+    assert "15 July 2026, 00:00:00 BST" in page and "23:59:00 BST" not in page
+    page = admin.get("/staff/admin/audit?date_from=2026-07-14&date_to=14/07/2026&action=sign_out").text
+    assert "14 July 2026, 23:59:00 BST" in page and "00:00:00 BST" not in page

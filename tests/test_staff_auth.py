@@ -81,7 +81,8 @@ def test_failed_sign_in_says_the_same_thing_either_way(app, client, email, passw
     assert "Email or password is incorrect" in response.text
     assert password not in response.text
     failed = events(app, "sign_in_failed")
-    assert len(failed) == 1 and email not in failed[0].detail
+    # The audit trail names the email tried (issue 15), never the password.
+    assert len(failed) == 1 and f"email={email};" in failed[0].detail and password not in failed[0].detail
 
 
 def test_a_deactivated_account_cannot_sign_in(app, client, runner):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-import re
 
 from flask import abort, current_app, flash, g, redirect, render_template, request, send_file, url_for
 from flask_babel import gettext as _
@@ -19,7 +18,7 @@ from wtforms.validators import Length, Optional
 
 from .. import clock
 from .. import questions as qd
-from ..display import OUTCOME_TEXT, SEVERITY_TEXT, format_date
+from ..display import OUTCOME_TEXT, SEVERITY_TEXT, format_date, parse_day
 from ..errors import SubmissionNotFound
 from ..extensions import db
 from ..questionnaire.forms import MultiCheckboxField, error_href
@@ -175,9 +174,6 @@ def read_sign_off(form, flag_count: int) -> rs.SignOffInput:
     )
 
 
-_DATE_TYPED = re.compile(r"^\s*(\d{1,2})\s*[/. -]\s*(\d{1,2})\s*[/. -]\s*(\d{4})\s*$")
-
-
 def read_day(text: str | None) -> tuple[dt.date | None, str | None]:
     """Read the date filter: (the day, None meaning any date; an error message). No filter means today."""
     if text is None:
@@ -186,17 +182,9 @@ def read_day(text: str | None) -> tuple[dt.date | None, str | None]:
     if text in ("", "any"):
         return None, None
     try:
-        return dt.date.fromisoformat(text), None
+        return parse_day(text), None
     except ValueError:
-        pass
-    match = _DATE_TYPED.match(text)
-    if match:
-        day, month, year = (int(x) for x in match.groups())
-        try:
-            return dt.date(year, month, day), None
-        except ValueError:
-            pass
-    return None, _("Enter the appointment date as day/month/year, for example 24/11/2026")
+        return None, _("Enter the appointment date as day/month/year, for example 24/11/2026")
 
 
 def read_birth_date(parts: DateParts) -> tuple[dt.date | None, str | None]:
