@@ -1,5 +1,6 @@
-"""Admin pages: staff accounts, and the audit trail (every event in words, filtered, paged and exported as CSV for
-a compliance officer).
+"""Admin pages: the audit trail, every event in words, filtered, paged and exported as CSV for a compliance officer.
+
+(Staff accounts are in staff/people.py.)
 
 Times are the clinic's (SCREENING_TIME_ZONE), and so are the days the date filters name. No event holds health data,
 so neither does the page or the export.
@@ -13,7 +14,7 @@ import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from flask import Response, abort, flash, g, redirect, render_template, request, url_for
+from flask import Response, g, render_template, request
 from flask_babel import gettext as _
 from flask_wtf import FlaskForm
 from sqlalchemy import and_, func, or_, select
@@ -26,7 +27,6 @@ from ..extensions import db
 from ..models import AuditEvent, StaffUser, Submission
 from ..services import REFERENCE_ALPHABET, normalise_reference
 from .access import roles
-from .accounts import AccountError, deactivate_account
 from .views import bp
 
 PER_PAGE = 50
@@ -36,27 +36,6 @@ FILTER_NAMES = ("actor", "action", "reference", "date_from", "date_to")
 FILTER_LIMITS = {"actor": 12, "action": 40, "reference": 20, "date_from": 20, "date_to": 20, "page": 6}
 # OWASP "CSV injection": a spreadsheet runs a cell that starts with one of these as a formula.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-# -- accounts ----------------------------------------------------------------------------
-
-
-def list_users(session: Session) -> list[StaffUser]:
-    """Return every staff account, active ones first."""
-    return list(session.scalars(select(StaffUser).order_by(StaffUser.is_active.desc(), StaffUser.name,
-                                                           StaffUser.email)))
-
-
-def deactivate_user(session: Session, user: StaffUser, by: StaffUser, address: str) -> None:
-    """Deactivate ``user`` and sign them out everywhere; raise AccountError when that is not allowed."""
-    if user.id == by.id:
-        raise AccountError(_("You cannot deactivate your own account. Ask another admin."))
-    if not user.is_active:
-        raise AccountError(_("The account %(email)s is already deactivated.", email=user.email))
-    deactivate_account(session, user, actor_id=by.id, address=address)
-
-
-# -- the audit trail -----------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -299,35 +278,6 @@ def _filter_form(staff: list[StaffUser]) -> AuditFilterForm:
 
 
 # -- views --------------------------------------------------------------------------------------
-
-
-@bp.get("/admin/users")
-@roles("admin")
-def users():
-    """List staff accounts, each with a way to deactivate it."""
-    return _users_page({}, 200)
-
-
-def _users_page(errors: dict[str, str], status: int):
-    summary = [(key, message) for key, message in errors.items()]
-    return render_template("staff/users.html", users=list_users(db.session), form=FlaskForm(), errors=errors,
-                           summary=summary), status
-
-
-# max: a larger number is no account (a 404), and must not reach the database (a 32-bit integer column).
-@bp.post("/admin/users/<int(max=2147483647):user_id>/deactivate")
-@roles("admin")
-def deactivate(user_id: int):
-    """Deactivate a staff account (never your own)."""
-    user = db.session.get(StaffUser, user_id)
-    if user is None:
-        abort(404)
-    try:
-        deactivate_user(db.session, user, g.staff, request.remote_addr or "")
-    except AccountError as exc:
-        return _users_page({f"user-{user.id}": str(exc)}, 400)
-    flash(_("%(email)s is deactivated and signed out everywhere.", email=user.email))
-    return redirect(url_for(".users"))
 
 
 def _staff(session: Session) -> list[StaffUser]:
