@@ -174,6 +174,8 @@ def back_link(code: int) -> tuple[str, str]:
             return url_for("questionnaire.page", page_id=request.view_args["page_id"]), _("Go back to the page")
         if request.endpoint == "staff.login":
             return url_for("staff.login"), _("Go back to sign in")
+        if request.endpoint == "staff.forgotten_password":
+            return url_for("staff.login"), _("Go back to sign in")
     if _is_staff_page():
         return url_for("staff.home"), _("Go to the staff home page")
     return url_for("questionnaire.start"), _("Go to the start page")
@@ -221,6 +223,10 @@ def _error_text(code: int) -> tuple[str, list[str]]:
                 *kept,
                 wait + " " + _("If you need help, contact the clinic."),
             ]
+        if request.endpoint == "staff.forgotten_password":
+            return _("Too many requests for a new password"), [
+                _("For security, only a few password reset emails can be asked for from one connection in a "
+                  "while, and this connection has reached it. A link already sent still works."), wait]
         return _("Too many attempts"), [
             _("For security, signing in is paused after several attempts that did not succeed."), wait]
     if code == 404:

@@ -541,6 +541,8 @@ def test_the_forgotten_password_form_is_limited_per_network_and_per_account(data
         answers = [post(client, "/staff/password/forgotten", {"email": "pat@clinic.example"}).status_code
                    for _ in range(5)]
         assert answers == [200, 200, 200, 200, 429]
+        held = post(client, "/staff/password/forgotten", {"email": "pat@clinic.example"})
+        assert "Too many requests for a new password" in held.text and int(held.headers["Retry-After"]) > 0
         assert len(to(mailbox, "pat@clinic.example")) == 3, "at most 3 reset emails an hour to one account"
         # From another network the form still answers, and still sends nothing more to that account.
         other = app.test_client()
