@@ -19,9 +19,9 @@ from screening.config import from_environ
 from screening.extensions import db
 from screening.models import AuditEvent, StaffUser
 from screening.staff import twofactor
+from screening.staff.twofactor_views import SIGN_IN_STEPS
 from tests.conftest import close_app, make_app
 from tests.staff import PASSWORD, add_user, enrol_totp, recovery_codes, sign_in
-from screening.staff.twofactor_views import SIGN_IN_STEPS
 from tests.test_staff_access import ACCESS, ANON, matches, staff_rules, url_for_rule, world  # noqa: F401 - a fixture
 from tests.web import csrf_token
 
@@ -94,7 +94,7 @@ def test_a_bad_setting_is_refused(database_url):
         make_app(database_url, TWO_FACTOR_ROLES="admin,nurse")
 
 
-def test_with_the_shipped_setting_a_password_alone_reaches_no_staff_route(app, world):
+def test_with_the_shipped_setting_a_password_alone_reaches_no_staff_route(app, world):  # noqa: F811 - the fixture
     """The requirement as shipped, every route of tests/test_staff_access.py's table: a practitioner or admin who has
     given only their password (no second factor set up, or one set up and not given) reaches none of them."""
     add_user(app, "enrolled@clinic.test", ["admin", "practitioner"])
@@ -156,11 +156,11 @@ def test_enrolment_with_an_app_then_recovery_codes_then_sign_in_with_a_code(app)
     # a later sign-in asks for the code; the code of the next step (not yet used) signs in
     other = app.test_client()
     assert password_step(other, "prac@clinic.test").location.endswith("/staff/login/two-factor")
-    later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=30)
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=30)
     response = post_code(other, code_at(secret, later))
     assert response.status_code == 302 and signed_in(other)
     assert other.get("/staff/submissions").status_code == 200
-    [event] = [e for e in events(app, "sign_in") if e.detail == "method=totp"]
+    assert [e for e in events(app, "sign_in") if e.detail == "method=totp"]
 
 
 def test_a_wrong_code_and_a_replayed_code_are_refused(database_url):
@@ -176,7 +176,7 @@ def wrong_and_replayed(app):
     secret = enrol_totp(app, "prac@clinic.test")  # its set-up used the current step
     client = app.test_client()
     password_step(client, "prac@clinic.test")
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     assert post_code(client, " ").status_code == 400  # nothing typed: asked again, not counted
     for wrong in ("123456" if code_at(secret, now) != "123456" else "654321", "12345", "1234567", "abcdef"):
         response = post_code(client, wrong)
@@ -199,7 +199,7 @@ def test_a_code_two_steps_away_is_refused(app):
     secret = enrol_totp(app, "prac@clinic.test")
     client = app.test_client()
     password_step(client, "prac@clinic.test")
-    far = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=95)
+    far = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=95)
     assert post_code(client, code_at(secret, far)).status_code == 401
 
 
@@ -256,7 +256,7 @@ def test_wrong_second_factors_are_throttled_like_passwords(database_url):
         password_step(client, "prac@clinic.test")
         for _ in range(3):
             assert post_code(client, "000000").status_code == 401
-        later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=30)
+        later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=30)
         response = post_code(client, code_at(secret, later))
         assert response.status_code == 429 and response.headers["Retry-After"]
         assert not signed_in(client)
@@ -276,7 +276,7 @@ def test_the_pending_sign_in_expires_and_is_single_use(app):
     password_step(client, "prac@clinic.test")
     with client.session_transaction() as session:
         stolen = session["two_factor"]
-    later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=30)
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=30)
     assert post_code(client, code_at(secret, later)).status_code == 302
     replay = app.test_client()
     with replay.session_transaction() as session:
@@ -285,7 +285,7 @@ def test_the_pending_sign_in_expires_and_is_single_use(app):
     # and one left too long expires
     waiting = app.test_client()
     password_step(waiting, "prac@clinic.test")
-    future = dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=twofactor.PENDING_MINUTES + 1)
+    future = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=twofactor.PENDING_MINUTES + 1)
     with mock.patch("screening.staff.twofactor.utcnow", return_value=future):
         response = waiting.get("/staff/login/two-factor")
     assert response.status_code == 302 and "/staff/login" in response.location
@@ -302,7 +302,7 @@ def test_a_deactivated_account_cannot_finish_its_second_step(app):
     with app.app_context():
         db.session.get(StaffUser, user_id).is_active = False
         db.session.commit()
-    later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=30)
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=30)
     response = client.post("/staff/login/two-factor", data={"csrf_token": token, "code": code_at(secret, later)})
     assert response.status_code == 401
     assert not signed_in(client)

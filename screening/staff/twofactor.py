@@ -27,12 +27,21 @@ import segno
 from flask import current_app
 from sqlalchemy import DateTime, LargeBinary, String, delete, func, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
-from webauthn import (generate_authentication_options, generate_registration_options, options_to_json,
-                      verify_authentication_response, verify_registration_response)
+from webauthn import (
+    generate_authentication_options,
+    generate_registration_options,
+    options_to_json,
+    verify_authentication_response,
+    verify_registration_response,
+)
 from webauthn.helpers import base64url_to_bytes, bytes_to_base64url
 from webauthn.helpers.exceptions import InvalidAuthenticationResponse, InvalidRegistrationResponse, WebAuthnException
-from webauthn.helpers.structs import (AuthenticatorSelectionCriteria, PublicKeyCredentialDescriptor,
-                                      ResidentKeyRequirement, UserVerificationRequirement)
+from webauthn.helpers.structs import (
+    AuthenticatorSelectionCriteria,
+    PublicKeyCredentialDescriptor,
+    ResidentKeyRequirement,
+    UserVerificationRequirement,
+)
 
 from .. import audit
 from ..crypto import EncryptedText, bind_encrypted_columns
@@ -176,7 +185,7 @@ def load_pending(session: Session, token: str | None, purpose: str) -> tuple[Pen
     row = session.scalar(select(PendingSignIn).where(PendingSignIn.token_hash == _token_hash(token)))
     if row is None or row.purpose != purpose:
         return None
-    expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=dt.timezone.utc)
+    expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=dt.UTC)
     user = session.get(StaffUser, row.user_id)
     if expires < utcnow() or user is None or not user.is_active:
         session.delete(row)

@@ -149,16 +149,19 @@ def _server_env(db_path: Path, extra: dict) -> dict:
         "SCREENING_QUEUE_URL": f"sqlite:///{db_path.parent / 'queue.db'}",
         "SCREENING_MAIL_DIR": str(db_path.parent / "mail"),
         "PYTHONUNBUFFERED": "1",
+        # Staff sign in with a password alone here; tests/browser/test_two_factor.py serves the shipped setting.
+        "SCREENING_TWO_FACTOR_ROLES": "",
     })
     env.update({k: str(v) for k, v in extra.items()})
     return env
 
 
 @contextlib.contextmanager
-def live_server_at(folder: Path, **settings):
+def live_server_at(folder: Path, host: str = "127.0.0.1", **settings):
     """Migrate a new database in ``folder``, serve the app on a free port until the block ends.
 
-    ``settings`` are extra environment variables, e.g. SCREENING_KIOSK_IDLE_SECONDS="8".
+    ``settings`` are extra environment variables, e.g. SCREENING_KIOSK_IDLE_SECONDS="8"; "{port}" in one is the
+    server's port. ``host`` is the name the browser uses ("localhost" for passkeys: WebAuthn refuses an IP address).
     """
     folder.mkdir(parents=True, exist_ok=True)
     db_path = folder / "screening.db"
@@ -171,6 +174,7 @@ def live_server_at(folder: Path, **settings):
     listener.bind(("127.0.0.1", 0))
     listener.listen(128)
     port = listener.getsockname()[1]
+    env = {k: v.replace("{port}", str(port)) for k, v in env.items()}
     log_path = folder / "server.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
@@ -178,7 +182,7 @@ def live_server_at(folder: Path, **settings):
              "--threads", "8", "--graceful-timeout", "5", "--access-logfile", "-", "--chdir", str(ROOT), "wsgi:app"],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, pass_fds=(listener.fileno(),))
     listener.close()
-    server = LiveServer(url=f"http://127.0.0.1:{port}", db_path=db_path, env=env, log_path=log_path)
+    server = LiveServer(url=f"http://{host}:{port}", db_path=db_path, env=env, log_path=log_path)
     try:
         _wait_until_ready(server, proc)
         yield server

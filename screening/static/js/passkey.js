@@ -73,6 +73,7 @@
     var box = form.querySelector("#passkey-error") || document.getElementById("passkey-error");
     if (box) {
       box.textContent = message;
+      box.classList.add("error-message");
       box.hidden = false;
     }
   }
