@@ -479,3 +479,27 @@ def test_only_admins_export_the_trail(app, client, role):
     assert [e.action for e in all_events(app)].count("audit_exported") == 0
     anonymous = app.test_client()
     assert anonymous.get("/staff/admin/audit/export.csv").status_code == 302
+
+
+def test_who_has_viewed_a_record_lists_each_person_once(app):
+    reference = complete(app.test_client(), CLIENT)
+    add_user(app, "prac@clinic.test", "Pat Practitioner", ["practitioner"])
+    add_user(app, "ada@clinic.test", "Ada Admin", ["admin", "practitioner"])
+    pat, ada = app.test_client(), app.test_client()
+    assert sign_in(pat, "prac@clinic.test").status_code == 302
+    for _ in range(3):
+        assert pat.get(f"/staff/submissions/{reference}").status_code == 200
+    with app.app_context():  # the first of Pat's views was yesterday
+        first = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "view_submission")
+                                  .order_by(AuditEvent.id).limit(1))
+        first.at = as_utc(first.at) - dt.timedelta(days=1)
+        db.session.commit()
+        yesterday = f"{first.at.day} {first.at:%B %Y}"
+    assert sign_in(ada, "ada@clinic.test").status_code == 302
+    page = ada.get(f"/staff/submissions/{reference}").text
+    viewers = page.split('id="viewers-title"', 1)[1].split("</section>", 1)[0]
+    items = re.findall(r"<li>(.*?)</li>", viewers, re.S)
+    assert len(items) == 2, "one line a person, however often they looked"
+    assert items[0].startswith("Ada Admin —") and "once," in items[0], "latest first"
+    assert items[1].startswith("Pat Practitioner —") and "3 times, first " + yesterday in " ".join(items[1].split())
+    assert "Viewed 4 times in all." in viewers

@@ -274,12 +274,17 @@ def _aware(value: dt.datetime) -> dt.datetime:
 
 
 def _viewers(session: Session, submission_id: int) -> tuple[list[dict[str, Any]], int]:
+    """Return who has viewed the record, one line a person (how many times, first and last), latest first."""
     where = (AuditEvent.submission_id == submission_id, AuditEvent.action == "view_submission")
     total = session.scalar(select(func.count()).select_from(AuditEvent).where(*where)) or 0
+    last = func.max(AuditEvent.at)
     rows = session.execute(
-        select(StaffUser.name, AuditEvent.at).join(StaffUser, StaffUser.id == AuditEvent.actor_id)
-        .where(*where).order_by(AuditEvent.at.desc(), AuditEvent.id.desc()).limit(VIEWERS_SHOWN))
-    return [{"name": name, "at": _aware(at)} for name, at in rows], total
+        select(StaffUser.name, StaffUser.email, func.count(AuditEvent.id), func.min(AuditEvent.at), last)
+        .join(StaffUser, StaffUser.id == AuditEvent.actor_id)
+        .where(*where).group_by(StaffUser.id, StaffUser.name, StaffUser.email)
+        .order_by(last.desc(), StaffUser.id.desc()).limit(VIEWERS_SHOWN))
+    return [{"name": name, "email": email, "times": times, "first": _aware(first), "last": _aware(latest)}
+            for name, email, times, first, latest in rows], total
 
 
 def load_record(session: Session, submission: Submission, clinic: dict) -> Record:
