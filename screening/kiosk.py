@@ -18,6 +18,7 @@ from flask import (
     Blueprint,
     abort,
     current_app,
+    flash,
     g,
     redirect,
     render_template,
@@ -302,6 +303,9 @@ def leave():
     stop(db.session, g.kiosk, user, _current_draft(), address)
     session.clear()
     g.kiosk = None
+    # Said on the sign-in page, so the desk knows the tablet is an ordinary browser again (in the new session's
+    # cookie: no query string, nothing about the client).
+    flash(_("Kiosk mode has ended on this device. Sign in to use the staff pages, or close the browser."))
     return redirect(url_for("staff.login"))
 
 

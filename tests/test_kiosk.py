@@ -323,7 +323,8 @@ def test_exit_ends_the_kiosk_and_clears_the_browser(app, kiosk):
     response = exit_with(kiosk, "admin@clinic.test", PASSWORD)
     assert response.status_code == 302 and response.location.startswith("/staff/login")
     with kiosk.session_transaction() as sess:
-        assert dict(sess) == {}
+        # Nothing but the sign-in page's word that kiosk mode ended (tests/test_kiosk.py, below).
+        assert set(sess) <= {"_flashes"}
     (row,) = rows(app, KioskSession)
     assert row.ended_at is not None and row.ended_by_id is not None and row.ended_by_id != row.started_by_id
     assert rows(app, Draft) == [], "a client's unfinished answers go with the kiosk"
@@ -333,6 +334,22 @@ def test_exit_ends_the_kiosk_and_clears_the_browser(app, kiosk):
     assert "/staff/login" in kiosk.get("/staff/desk").location
     assert kiosk.get("/kiosk/exit").status_code == 404
     assert "This is the clinic’s tablet" not in kiosk.get("/").text
+
+
+def test_after_kiosk_mode_ends_the_sign_in_page_says_so_once(app, kiosk):
+    start(kiosk)
+    post_page(kiosk, qd.PAGES[0].id, page_data(qd.PAGES[0], CLIENT))
+    response = exit_with(kiosk, "desk@clinic.test", PASSWORD)
+    assert response.location == "/staff/login", "no query string: nothing to bookmark or share"
+    with kiosk.session_transaction() as sess:
+        assert [m for _, m in sess["_flashes"]] == [
+            "Kiosk mode has ended on this device. Sign in to use the staff pages, or close the browser."]
+    page = kiosk.get("/staff/login")
+    assert page.status_code == 200
+    notice = re.search(r'<p class="notice" role="status">([^<]*)</p>', page.text)
+    assert notice and notice.group(1).startswith("Kiosk mode has ended on this device.")
+    assert CLIENT["full_name"] not in page.text
+    assert "Kiosk mode has ended" not in kiosk.get("/staff/login").text, "said once, not on every visit"
 
 
 def test_exit_is_rate_limited_like_sign_in(app, kiosk):
