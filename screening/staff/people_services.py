@@ -109,7 +109,7 @@ def _other_active_admins(session: Session, user: StaffUser) -> int:
 
 def _keeps_an_admin(session: Session, user: StaffUser) -> None:
     """Refuse to take the last active admin away (there would be no one left to manage accounts)."""
-    if user.is_active and user.has_role("admin") and _other_active_admins(session, user) == 0:
+    if user.is_active and is_set_up(user) and user.has_role("admin") and _other_active_admins(session, user) == 0:
         raise AccountError(f"{user.name} is the last active admin: make someone else an admin first")
 
 
