@@ -95,6 +95,14 @@ DETAIL_WORDS = {
     ("session_expired", "idle"): "Signed out automatically: the page was left unused",
     ("session_expired", "lifetime"): "Signed out automatically: the session reached its time limit",
     ("session_expired", "inactive"): "Signed out automatically: the account was deactivated",
+    ("sign_in", "method=totp"): "Signed in with an authenticator app’s code",
+    ("sign_in", "method=passkey"): "Signed in with a passkey",
+    ("sign_in", "method=recovery_code"): "Signed in with a recovery code",
+    ("sign_in", "method=totp_set_up"): "Signed in after setting up an authenticator app",
+    ("sign_in", "method=passkey_set_up"): "Signed in after setting up a passkey",
+    ("two_factor_asked", "enrol"): "Password accepted; asked to set up a second factor",
+    ("two_factor_failed", "code"): "Second factor refused for %(email)s: a wrong code",
+    ("two_factor_failed", "passkey"): "Second factor refused for %(email)s: a passkey not accepted",
 }
 # Actions about a record whose link to it may have been cleared (a purge, an erasure): the detail starts with
 # the reference.

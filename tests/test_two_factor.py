@@ -497,3 +497,36 @@ def test_audit_events_name_no_code_or_secret(app):
     with app.app_context():
         details = " ".join(e.detail for e in db.session.scalars(select(AuditEvent)))
     assert secret not in details and codes[3] not in details and "999999" not in details
+
+
+def test_the_command_line_resets_a_lost_second_factor_too(app):
+    """The only admin who lost their phone and their recovery codes: no admin is left to reset it in the browser."""
+    user_id = add_user(app, "boss@clinic.test", ["admin"])
+    enrol_totp(app, "boss@clinic.test")
+    recovery_codes(app, "boss@clinic.test")
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["screening", "reset-two-factor", "Boss@Clinic.test"])
+    assert result.exit_code == 0, result.output
+    assert "second factors removed for boss@clinic.test" in result.output
+    with app.app_context():
+        for model in (twofactor.TotpCredential, twofactor.RecoveryCode):
+            assert db.session.scalar(select(model).where(model.user_id == user_id)) is None
+    [event] = events(app, "two_factor_reset")
+    assert event.actor_id is None and event.detail == f"user={user_id}"
+    assert password_step(app.test_client(), "boss@clinic.test").location.endswith("/staff/login/set-up")
+    result = runner.invoke(args=["screening", "reset-two-factor", "nobody@clinic.test"])
+    assert result.exit_code == 1 and "no account" in result.output
+
+
+def test_the_audit_trail_says_each_step_in_words(app):
+    add_user(app, "boss@clinic.test", ["admin"])
+    secret = enrol_totp(app, "boss@clinic.test")
+    client = app.test_client()
+    password_step(client, "boss@clinic.test")
+    post_code(client, "000000" if pyotp.TOTP(secret).now() != "000000" else "111111")
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=30)
+    assert post_code(client, code_at(secret, later)).status_code == 302
+    page = client.get("/staff/admin/audit").text
+    for words in ("Signed in with an authenticator app’s code", "Password accepted; asked for the second factor",
+                  "Second factor refused for boss@clinic.test: a wrong code", "Added an authenticator app"):
+        assert words in page, words

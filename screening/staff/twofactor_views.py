@@ -428,4 +428,6 @@ def reset_two_factor(user_id: int):
     return redirect(url_for("staff.users"))
 
 
+from . import twofactor_cli  # noqa: F401 - its command joins `flask screening`
+
 __all__ = ["complete_sign_in"]
