@@ -102,7 +102,8 @@ def report_context(submission, clinic: dict, review: dict | None = None) -> dict
             "variants": ", ".join(VARIANT_TEXT[v] for v in f["variants"]),
             "possible": f.get("possible", False),
         })
-    sections, matter_count = _answer_sections(words, answers, read_by)
+    since, changed = _changes(submission)
+    sections, matter_count = _answer_sections(words, answers, read_by, changed)
     # Spec v2: the outcome for each variant when the variant was not known, and what to confirm on the day.
     # Results stored before v2 have neither; they show as they always did.
     by_variant = result.get("by_variant") or {}
@@ -141,10 +142,34 @@ def report_context(submission, clinic: dict, review: dict | None = None) -> dict
         "answered_on": format_date(answered_on) if answered_on else "",
         "to_confirm": to_confirm,
         "out_of_date": bool(result.get("out_of_date")),
+        # The clinic's own record of past sessions that rule 41 read, and where it differs from the answers.
+        "clinic_record": [format_answer(qd.BY_ID["last_microneedling"], [item])
+                          for item in result.get("clinic_record") or ()],
+        "contradictions": list(result.get("contradictions") or ()),
+        "day": _day(submission),
+        "changed_since": since,  # the day of the screening this one was prefilled from ("" for a first one)
     }
     if review is not None:
         context["signoff"] = _signoff(review, flags)
     return context
+
+
+def _day(submission) -> dict:
+    """Return where the submission stands for the day of treatment: "Not yet confirmed on the day", or when it
+    was confirmed. The confirmation is part of the stored record, and applying one clears the stored PDF, so a
+    PDF always shows the record as it is."""
+    if getattr(submission, "id", None) is None:
+        return {"state": "", "text": ""}
+    from .clients import services as clients
+    from .extensions import db
+
+    state = clients.day_state(db.session, submission)
+    text = clients.DAY_LABELS.get(state, "")
+    if state == clients.CONFIRMED:
+        check = clients.confirmed_check(db.session, submission.id)
+        if check is not None:
+            text = f"Confirmed on the day at {format_moment(check.confirmed_at)}"
+    return {"state": state, "text": text}
 
 
 def _matters(q: qd.Question, value: Any, flagged: bool) -> tuple[bool, bool]:
@@ -171,7 +196,19 @@ def _matters(q: qd.Question, value: Any, flagged: bool) -> tuple[bool, bool]:
     return q.asked_when is not None, False
 
 
-def _answer_sections(words: qd.Dictionary, answers: dict, read_by: dict[str, list[int]]) -> tuple[list, int]:
+def _changes(submission) -> tuple[str, frozenset[str]]:
+    """Return (the day of the screening ``submission`` was prefilled from, the answers that differ from it)."""
+    if not getattr(submission, "previous_id", None):
+        return "", frozenset()
+    from .clients.services import changes_of
+    from .extensions import db
+
+    changes = changes_of(db.session, submission)
+    return (format_date(changes.since) if changes.since else ""), changes.questions
+
+
+def _answer_sections(words: qd.Dictionary, answers: dict, read_by: dict[str, list[int]],
+                     changed: frozenset[str] = frozenset()) -> tuple[list, int]:
     """Return the answers by section, each split three ways, and how many answers matter.
 
     ``rows``: every question in order (as before: ``question``, ``answer``, ``asked``); ``matter``: the
@@ -200,7 +237,8 @@ def _answer_sections(words: qd.Dictionary, answers: dict, read_by: dict[str, lis
                 group["questions"].append(q.label)
                 continue
             value = answers.get(q.id)
-            row = {"id": q.id, "question": q.label, "answer": format_answer(q, value), "asked": True}
+            row = {"id": q.id, "question": q.label, "answer": format_answer(q, value), "asked": True,
+                   "changed": q.id in changed}
             rows.append(row)
             numbers = read_by.get(q.id, [])
             important, vague = _matters(q, value, bool(numbers))
@@ -229,7 +267,9 @@ def _signoff(review: dict, flags: list[dict]) -> dict:
         flag = flags[ack["flag_index"]] if ack["flag_index"] < len(flags) else {"title": "", "severity_text": ""}
         acknowledgements.append({"id": ack["flag_id"], "title": flag["title"], "severity_text": flag["severity_text"],
                                  "note": ack["note"], "is_override": ack["is_override"]})
+    recorded = review.get("session")
     return {
+        "session_text": recorded["text"] if recorded else "",
         "decision": review["decision"],
         "decision_text": review["decision_text"],
         "defer_until": format_date(review["defer_until"]) if review["defer_until"] else "",

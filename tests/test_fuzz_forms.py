@@ -55,6 +55,7 @@ from screening.models import (
     Submission,
     utcnow,
 )
+from screening.clients.models import TreatmentSession
 from screening.staff import review_services as rs
 from screening.staff.accounts import create_user, open_session
 from tests.answers import clear_answers
@@ -133,6 +134,7 @@ FUZZED = {
     "staff.submissions": "test_fuzz_staff_list_and_search",
     "staff.sign_off": "test_fuzz_sign_off",
     "staff.addendum": "test_fuzz_addendum",
+    "staff.next_session": "test_fuzz_next_session",
     "staff.arrived": "test_fuzz_desk",
     "staff.kiosk_start": "test_fuzz_desk",
     "staff.deactivate": "test_fuzz_admin_users",
@@ -643,13 +645,17 @@ def sign_off_pairs(draw, flags: int, csrf: str) -> list:
         pairs += [(f"ack_{i}", "yes"), (f"note_{i}", draw(st.one_of(st.just("Discussed"), hostile_text())))]
     decision = draw(st.sampled_from(list(rs.DECISIONS) + ["", "maybe"]))
     pairs += [("decision", decision), ("note", draw(hostile_text()))]
+    pairs += [("treated", draw(st.sampled_from([*rs.TREATED, "", "maybe"]))),
+              ("treated_variant", draw(st.sampled_from([*rs.TREATED_VARIANTS, "unknown", ""]))),
+              ("treated_areas", draw(st.sampled_from(["full_face", "neck", "elbow", ""])))]
     if decision == "defer":
         day = TODAY + dt.timedelta(days=draw(st.integers(-3, 1200)))
         pairs += [("defer_until-day", str(day.day)), ("defer_until-month", str(day.month)),
                   ("defer_until-year", str(day.year))]
     names = [n for i in range(flags) for n in (f"ack_{i}", f"note_{i}")] + [
-        "decision", "note", "defer_until-day", "defer_until-month", "defer_until-year", "ack_9", "note_9"]
-    return mutate(draw, pairs, names, ["yes", "no", *rs.DECISIONS], [])
+        "decision", "note", "defer_until-day", "defer_until-month", "defer_until-year", "ack_9", "note_9",
+        "treated", "treated_variant", "treated_areas"]
+    return mutate(draw, pairs, names, ["yes", "no", *rs.DECISIONS, *rs.TREATED, "rf", "cheeks"], [])
 
 
 @fuzz(25)
@@ -685,11 +691,84 @@ def test_fuzz_sign_off(app, staff, data):
         else:
             assert review.defer_until is None
         assert len(review.note) <= rs.NOTE_MAX
+        # What was done today: treated only when proceeding and the post said so (or, from a form without the
+        # question, posted none of it: the booking's treatment), with a known treatment and areas.
+        [done] = db.session.scalars(select(TreatmentSession).where(TreatmentSession.review_id == review.id)).all()
+        asked = {"treated", "treated_variant", "treated_areas"} & {as_posted(k) for k, _v in pairs}
+        said = first(pairs, "treated") == "treated" or not asked
+        assert done.treated == (review.decision in rs.PROCEEDING and said)
+        assert (done.variant in rs.TREATED_VARIANTS and done.area_list and set(done.area_list) <= set(AREAS)) \
+            if done.treated else (done.variant, done.area_list) == ("", [])
     check(client.get(f"/staff/submissions/{reference}"), "record after sign-off")
     with app.app_context():  # undo, for the next example
+        db.session.execute(delete(TreatmentSession).where(TreatmentSession.review_id == review.id))
         db.session.execute(delete(FlagAcknowledgement).where(FlagAcknowledgement.review_id == review.id))
         db.session.execute(delete(Review).where(Review.id == review.id))
         db.session.commit()
+
+
+def next_session_reference(app, staff) -> str:
+    """A signed-off screening with a bookable identity (the fixture's carry markup in the email), made once."""
+    if "next" not in staff:
+        reference = make_submission(app, clear_answers(appointment_date=TODAY.isoformat(), full_name="Nora Next"))
+        with app.app_context():
+            row = db.session.scalar(select(Submission).where(Submission.reference == reference))
+            flags = len(row.result["flags"])
+            rs.sign_off(db.session, row, db.session.get(StaffUser, staff["user_id"]),
+                        rs.SignOffInput(acknowledged=(True,) * flags, flag_notes=("",) * flags, decision="decline"),
+                        today=TODAY)
+        staff["next"] = reference
+    return staff["next"]
+
+
+NEXT_NAMES = ["next_date-day", "next_date-month", "next_date-year", "next_time", "next_variant", "next_areas"]
+
+
+@fuzz(25)
+@given(data=st.data())
+def test_fuzz_next_session(app, staff, data):
+    """A post books one appointment (302) exactly when the booking check, given what was typed, accepts it; anything
+    else is a 400 (409 before a sign-off) that shows what was typed and books nothing."""
+    client = staff["client"]
+    signed = data.draw(st.sampled_from([True, True, True, False]))
+    reference = next_session_reference(app, staff) if signed else staff["later"]
+    day = TODAY + dt.timedelta(days=data.draw(st.integers(-3, 800)))
+    pairs = [("csrf_token", staff["token"]), ("next_date-day", str(day.day)), ("next_date-month", str(day.month)),
+             ("next_date-year", str(day.year)),
+             ("next_time", data.draw(st.sampled_from(["14:30", "9:05", "16:45", "24:00", ""]))),
+             ("next_variant", data.draw(st.sampled_from([*TREATMENTS, "unknown", ""]))),
+             ("next_areas", data.draw(st.sampled_from([*AREAS, "elbow", ""])))]
+    pairs = mutate(data.draw, pairs, NEXT_NAMES, [*TREATMENTS, *AREAS, "2027", "12", "10:15"], [])  # hostile too
+    before = count(app, Appointment)
+    response = post_form(client, f"/staff/submissions/{reference}/next-session", pairs)
+    check(response, "next session")
+    created = count(app, Appointment) - before
+    with app.test_request_context():
+        when, problem = rs._next_date(tuple(first(pairs, f"next_date-{p}") or "" for p in ("day", "month", "year")))
+    raw = {"name": "Nora Next", "date_of_birth": "1990-03-27", "email": "ann@example.org", "phone": "07700 900123",
+           "date": when, "time": (first(pairs, "next_time") or "").strip(), "treatment": first(pairs, "next_variant"),
+           "areas": [as_posted(v) for k, v in pairs if as_posted(k) == "next_areas"],
+           "practitioner_email": "boss@clinic.test"}
+    booking, faults = check_booking(raw, today=TODAY, practitioners={"boss@clinic.test": staff["user_id"]},
+                                    unknown=False)
+    csrf_ok = first(pairs, "csrf_token") == staff["token"]
+    valid = csrf_ok and signed and not problem and not faults
+    assert (response.status_code == 302) == valid, (response.status_code, problem, faults, raw)
+    assert created == valid
+    if valid:
+        with app.app_context():
+            a = db.session.scalars(select(Appointment).order_by(Appointment.id.desc())).first()
+            assert (a.appointment_date, a.appointment_time, a.treatment_variant, tuple(a.areas)) == (
+                booking.date, booking.time, booking.treatment, booking.areas)
+            assert a.source == f"next-session:{staff['user_id']}" and a.client_id is not None
+            db.session.execute(delete(InvitationLink).where(InvitationLink.appointment_id == a.id))
+            db.session.execute(delete(Appointment).where(Appointment.id == a.id))
+            db.session.commit()
+    else:
+        assert response.status_code == (409 if csrf_ok and not signed else 400), response.status_code
+        if csrf_ok and signed:
+            assert "There is a problem" in response.text
+            check_round_trip(response, pairs, "next session")
 
 
 @fuzz(25)
@@ -1699,6 +1778,7 @@ def test_every_post_route_refuses_a_missing_or_wrong_csrf_token(app):
         "staff.extend": (staff, "/staff/session/extend"), "staff.submissions": (staff, "/staff/submissions"),
         "staff.sign_off": (staff, f"/staff/submissions/{reference}/sign-off"),
         "staff.addendum": (staff, f"/staff/submissions/{reference}/addenda"),
+        "staff.next_session": (staff, f"/staff/submissions/{reference}/next-session"),
         "staff.arrived": (staff, f"/staff/desk/{reference}/arrived"),
         "staff.kiosk_start": (staff, "/staff/kiosk/start"),
         "staff.deactivate": (staff, f"/staff/admin/users/{other}/deactivate"),

@@ -100,6 +100,7 @@ ACCESS = {
     "staff.submission_pdf": table("GET", LOGIN, DENIED, 200, DENIED),
     "staff.sign_off": table("POST", 401, DENIED, RAN, DENIED),
     "staff.addendum": table("POST", 401, DENIED, RAN, DENIED),
+    "staff.next_session": table("POST", 401, DENIED, RAN, DENIED),
     # appointments (screening/appointments/views.py): everyone on staff sees the day (no health data); the desk and
     # admins book, resend, unlock, cancel, attach and import. After one role cancels the sample appointment, a
     # new link for it is refused (409): access was granted all the same.

@@ -47,8 +47,11 @@ def sign_in(app, email="prac@clinic.test", roles=("practitioner",), name="Pat Pr
     return client
 
 
-def submit(app, day=FUTURE, **changes) -> str:
-    """Complete the public questionnaire on a client of its own; return the reference."""
+def submit(app, day=TODAY, **changes) -> str:
+    """Complete the public questionnaire on a client of its own; return the reference.
+
+    On the appointment day by default: answers given before it wait for the day's confirmation, and a decision to
+    treat cannot be signed off until then (tests/test_course.py)."""
     return complete(app.test_client(), clear_answers(appointment_date=day.isoformat(), **changes))
 
 
@@ -196,7 +199,7 @@ def test_search_needs_the_csrf_token(app):
 
 
 def test_filter_by_outcome_and_status(app):
-    clear = submit(app, FUTURE)
+    clear = submit(app, TODAY)
     deferred = submit(app, FUTURE, full_name="Dee Defer", **DEFER)
     client = sign_in(app)
     assert sign_off(client, clear, decision="proceed").status_code == 302

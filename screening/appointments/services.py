@@ -24,6 +24,8 @@ from .. import questions as qd
 from .. import services as screening_services
 from ..crypto import open_row, raw, vault
 from ..models import Arrival, Draft, Outbox, Review, StaffUser, Submission, utcnow
+from ..clients import services as clients
+from ..clients.models import Client
 from ..questionnaire.forms import name_key
 from .booking import TREATMENTS, Booking
 from .models import Appointment, InvitationLink, ReminderSent
@@ -82,30 +84,40 @@ def by_uid(session: Session, uid: str) -> Appointment | None:
     return session.scalar(select(Appointment).where(Appointment.uid == uid))
 
 
-def add(session: Session, booking: Booking, *, source: str, actor_id: int | None = None) -> Appointment:
-    """Add an appointment and its invitation to the session (no commit: ``book`` and the CSV import commit)."""
+def add(session: Session, booking: Booking, *, source: str, actor_id: int | None = None, invite_now: bool = True,
+        client_id: int | None = None) -> Appointment:
+    """Add an appointment and its invitation to the session (no commit: ``book`` and the CSV import commit).
+
+    ``invite_now=False`` holds the invitation: the reminder schedule sends the first link (``send_reminders``).
+    ``client_id`` ties it to a known client record (the next session of a course) instead of matching one."""
     appointment = Appointment(uid=secrets.token_hex(16), external_id=booking.external_id, source=source,
                               created_at=utcnow())
     _apply(appointment, booking)
     session.add(appointment)
     session.flush()
-    invite(session, appointment, "invitation")
+    if client_id is not None:
+        appointment.client_id = client_id
+    else:
+        clients.link_appointment(session, appointment)
+    if invite_now:
+        invite(session, appointment, "invitation")
     audit.record(session, "appointment_created", actor_id=actor_id, detail=f"appointment {appointment.uid} "
                  f"({source.split(':')[0]})", commit=False)
     return appointment
 
 
-def book(session: Session, booking: Booking, *, source: str, actor_id: int | None = None) -> tuple[Appointment, bool]:
-    """Create the appointment and send its invitation; return (it, True). A replayed create (same booking
-    system id, same booking) returns (the existing one, False); the same id with another booking raises
-    BookingConflict."""
+def book(session: Session, booking: Booking, *, source: str, actor_id: int | None = None, invite_now: bool = True,
+         client_id: int | None = None) -> tuple[Appointment, bool]:
+    """Create the appointment and send its invitation (or hold it for the reminder schedule: see ``add``); return
+    (it, True). A replayed create (same booking system id, same booking) returns (the existing one, False); the
+    same id with another booking raises BookingConflict."""
     if booking.external_id:
         existing = by_external_id(session, booking.external_id)
         if existing is not None:
             if existing.cancelled_at is None and same_booking(existing, booking):
                 return existing, False
             raise BookingConflict(booking.external_id)
-    appointment = add(session, booking, source=source, actor_id=actor_id)
+    appointment = add(session, booking, source=source, actor_id=actor_id, invite_now=invite_now, client_id=client_id)
     session.commit()
     return appointment, True
 
@@ -115,7 +127,10 @@ def change(session: Session, appointment: Appointment, booking: Booking, *, acto
     """Change a booking; its links then last until the end of the new day. Return whether anything changed."""
     if same_booking(appointment, booking):
         return False
+    identity = (appointment.client_dob, appointment.client_email)
     _apply(appointment, booking)
+    if identity != (appointment.client_dob, appointment.client_email) or appointment.client_id is None:
+        clients.link_appointment(session, appointment)  # another person's details: find (or make) their record
     for link in session.scalars(select(InvitationLink).where(InvitationLink.appointment_id == appointment.id)):
         link.expires_on = _expires_on(appointment)
     audit.record(session, "appointment_updated", actor_id=actor_id, detail=f"appointment {appointment.uid} {source}",
@@ -214,6 +229,10 @@ def _state(session: Session, link: InvitationLink | None, today: dt.date) -> Ope
         return Opened("gone")
     appointment = session.get(Appointment, link.appointment_id)
     if appointment.submission_id is not None:
+        if appointment.cancelled_at is None and link.expires_on >= today and appointment.locked_at is None:
+            after = clients.after_sending(session, appointment, today)
+            if after is not None:  # the day's confirmation, or an out-of-date screening to do again
+                return Opened(after, appointment, link.id)
         return Opened("sent", appointment, link.id)
     if appointment.cancelled_at is not None or link.expires_on < today:
         return Opened("gone")
@@ -263,6 +282,9 @@ def start_screening(session: Session, appointment: Appointment, lifetime: dt.tim
             session.delete(old)
     draft, token = screening_services.start_draft(session, lifetime)
     draft.answers = booking_answers(appointment)
+    if appointment.client_id is None:
+        clients.link_appointment(session, appointment)
+    clients.prefill(session, draft, appointment.client_id)  # a returning client: last time's lasting answers
     appointment.draft_id = draft.id
     appointment.opened_at = appointment.opened_at or utcnow()
     appointment.dob_failures = 0
@@ -321,6 +343,7 @@ def attach(session: Session, appointment: Appointment, submission: Submission, a
     """Link ``submission`` to ``appointment``; queue the client's confirmation and the practitioners' notice."""
     appointment.submission_id = submission.id
     appointment.draft_id = None
+    submission.client_id = appointment.client_id
     marks = set(filter(None, appointment.mismatch.split(","))) | set(differences(appointment, answers))
     appointment.mismatch = ",".join(sorted(marks))
     if appointment.client_email:
@@ -354,6 +377,7 @@ def attach_walk_in(session: Session, appointment: Appointment, reference: str, *
     if session.scalar(select(Appointment.id).where(Appointment.submission_id == submission.id)) is not None:
         raise ValueError("That screening is attached to another appointment already")
     appointment.submission_id = submission.id
+    submission.client_id = submission.client_id or appointment.client_id
     appointment.mismatch = ",".join(sorted(set(filter(None, appointment.mismatch.split(",")))
                                            | set(differences(appointment, submission.answers))))
     audit.record(session, "screening_attached", actor_id=actor_id, submission_id=submission.id,
@@ -387,6 +411,8 @@ class DayRow:
     mismatch: tuple[str, ...]
     mail_problem: str
     readable: bool = True
+    on_the_day: str = ""  # the day-of-treatment confirmation (clients.services.day_state): to_confirm, confirmed, ...
+    client_uid: str | None = None
 
     @property
     def status_label(self) -> str:
@@ -423,12 +449,14 @@ def day(session: Session, day: dt.date, *, query: str = "", not_screened: bool =
                    raw(Appointment.client_name), raw(Appointment.client_dob), raw(Appointment.client_email),
                    Appointment.treatment_variant, Appointment.cancelled_at, Appointment.submission_id,
                    Appointment.locked_at, Appointment.opened_at, Appointment.draft_id, Appointment.mismatch,
-                   Submission.reference, Submission.outcome, Review.id.label("review_id"),
+                   Submission.reference, Submission.outcome, Submission.on_the_day, Client.uid.label("client_uid"),
+                   Review.id.label("review_id"),
                    Arrival.id.label("arrival_id"), Draft.updated_at, Draft.created_at)
             .outerjoin(Submission, Submission.id == Appointment.submission_id)
             .outerjoin(Review, Review.submission_id == Appointment.submission_id)
             .outerjoin(Arrival, Arrival.submission_id == Appointment.submission_id)
             .outerjoin(Draft, Draft.id == Appointment.draft_id)
+            .outerjoin(Client, Client.id == Appointment.client_id)
             .order_by(Appointment.appointment_date, Appointment.appointment_time, Appointment.id))
     filters = [Appointment.uid == uid] if uid else search_filters(query)
     stmt = stmt.where(*filters) if filters else stmt.where(Appointment.appointment_date == day)
@@ -449,7 +477,8 @@ def day(session: Session, day: dt.date, *, query: str = "", not_screened: bool =
         out.append(DayRow(uid=r.uid, date=r.appointment_date, time=r.appointment_time, name=name or "", dob=dob or "",
                           treatment=TREATMENTS.get(r.treatment_variant, r.treatment_variant), status=status,
                           reference=r.reference, mismatch=tuple(filter(None, r.mismatch.split(","))),
-                          mail_problem=failures.get(r.id, ""), readable=ok1 and ok2 and ok3))
+                          mail_problem=failures.get(r.id, ""), readable=ok1 and ok2 and ok3,
+                          on_the_day="" if r.review_id else (r.on_the_day or ""), client_uid=r.client_uid))
     return out
 
 
@@ -510,6 +539,12 @@ screening_services.draft_submitted.connect(_on_draft_submitted)
 # -- reminders ---------------------------------------------------------------------------------
 
 
+def invitation_held(today: dt.date, day: dt.date) -> bool:
+    """Whether an appointment on ``day`` booked ``today`` can wait for the reminder schedule to send its first link:
+    a reminder day (SCREENING_REMINDER_DAYS before it) is still to come. Otherwise the invitation goes at once."""
+    return any(d > 0 and day - dt.timedelta(days=d) >= today for d in current_app.config["REMINDER_DAYS"])
+
+
 def due_reminders(session: Session, today: dt.date) -> list[tuple[int, int]]:
     """Return (appointment id, days before) of every reminder due today and not yet queued."""
     days = [d for d in current_app.config["REMINDER_DAYS"] if d > 0]
@@ -543,7 +578,10 @@ def send_reminders(session: Session, today: dt.date) -> int:
             session.rollback()
             continue
         if appointment.client_email:
-            invite(session, appointment, "reminder")
+            # An invitation held for the schedule (the next session of a course): its first link is the invitation.
+            first = session.scalar(select(InvitationLink.id).where(InvitationLink.appointment_id == appointment.id)
+                                   .limit(1)) is None
+            invite(session, appointment, "invitation" if first else "reminder")
         session.commit()
         queued += 1
     return queued

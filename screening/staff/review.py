@@ -124,6 +124,12 @@ SEARCH_FIELDS = {
 
 DECISION_CHOICES = [SelectChoice(code, lazy_gettext(rs.DECISION_TEXT[code])) for code in rs.DECISIONS]
 ACK_CHOICE = [SelectChoice("yes", lazy_gettext("I have read this flag and taken it into account"))]
+TREATED_CHOICES = [SelectChoice("treated", lazy_gettext("Treated today")),
+                   SelectChoice("not_treated", lazy_gettext("Not treated"))]
+TREATED_VARIANT_CHOICES = [SelectChoice(c.code, lazy_gettext(c.label))
+                           for c in qd.BY_ID["last_microneedling"].field("variant").choices
+                           if c.code in rs.TREATED_VARIANTS]
+TREATED_AREA_CHOICES = [SelectChoice(c.code, lazy_gettext(c.label)) for c in qd.TREATMENT_AREA_CHOICES]
 _SIGN_OFF_FORMS: dict[int, type[FlaskForm]] = {}
 
 
@@ -136,6 +142,9 @@ def sign_off_form_class(flag_count: int) -> type[FlaskForm]:
             fields[f"note_{i}"] = StringField(validators=[Optional()])
         fields["decision"] = RadioField(choices=DECISION_CHOICES, validators=[Optional()])
         fields["defer_until"] = FormField(DateParts)
+        fields["treated"] = RadioField(choices=TREATED_CHOICES, validators=[Optional()])
+        fields["treated_variant"] = RadioField(choices=TREATED_VARIANT_CHOICES, validators=[Optional()])
+        fields["treated_areas"] = MultiCheckboxField(choices=TREATED_AREA_CHOICES, validators=[Optional()])
         fields["note"] = TextAreaField(validators=[Optional()])
         _SIGN_OFF_FORMS[flag_count] = type(f"SignOffForm{flag_count}", (FlaskForm,), fields)
     return _SIGN_OFF_FORMS[flag_count]
@@ -145,6 +154,41 @@ class AddendumForm(FlaskForm):
     """A dated note after sign-off."""
 
     text = TextAreaField(validators=[Optional()])
+
+
+NEXT_VARIANT_CHOICES = [SelectChoice(c.code, lazy_gettext(c.label))
+                        for c in qd.BY_ID["treatment_variant"].choices if c.code in rs.TREATED_VARIANTS]
+
+
+class NextSessionForm(FlaskForm):
+    """The client's next session, booked from the sign-off page."""
+
+    next_date = FormField(DateParts)
+    next_time = StringField(validators=[Optional()])
+    next_variant = RadioField(choices=NEXT_VARIANT_CHOICES, validators=[Optional()])
+    next_areas = MultiCheckboxField(choices=TREATED_AREA_CHOICES, validators=[Optional()])
+
+
+def next_session_fields(today: dt.date) -> dict:
+    """Describe the next-session form's fields for the shared macro; the date's hint suggests 4 to 6 weeks on."""
+    early, late = today + dt.timedelta(weeks=4), today + dt.timedelta(weeks=6)
+    return {
+        "next_date": spec("next_date", "date", qd.N_("Date"),
+                          _("Sessions of a course are usually 4 to 6 weeks apart: from %(early)s to %(late)s. "
+                            "For example %(d)s %(m)s %(y)s", early=format_date(early), late=format_date(late),
+                            d=early.day, m=early.month, y=early.year)),
+        "next_time": spec("next_time", "text", qd.N_("Time"), qd.N_("For example 14:30")),
+        "next_variant": spec("next_variant", "single", qd.N_("Treatment")),
+        "next_areas": spec("next_areas", "areas", qd.N_("Areas"), qd.N_("Choose every area to be treated.")),
+    }
+
+
+def read_next_session(form: NextSessionForm) -> rs.NextSessionInput:
+    """Return the next session as typed, as the booking use case takes it (it checks every field)."""
+    return rs.NextSessionInput(
+        date=tuple(str(form.next_date[p].data or "") for p in ("day", "month", "year")),
+        time=str(form.next_time.data or ""), variant=form.next_variant.data or "",
+        areas=tuple(form.next_areas.data or ()))
 
 
 def sign_off_fields(flags: list[dict]) -> dict:
@@ -160,17 +204,34 @@ def sign_off_fields(flags: list[dict]) -> dict:
     out["decision"] = spec("decision", "single", qd.N_("Decision"))
     out["defer_until"] = spec("defer_until", "date", qd.N_("Defer until"),
                               qd.N_("Today or later, for example 15 3 2027"))
+    out["treated"] = spec("treated", "single", qd.N_("What was done today"),
+                          qd.N_("Recorded on the client’s record: the next screening counts 28 days from a session "
+                                "on the same area. A decision to defer or decline records no treatment."))
+    out["treated_variant"] = spec("treated_variant", "single", qd.N_("Treatment given"))
+    out["treated_areas"] = spec("treated_areas", "areas", qd.N_("Areas treated"),
+                                qd.N_("Choose every area you treated."))
     return out
 
 
-def read_sign_off(form, flag_count: int) -> rs.SignOffInput:
-    """Return what the practitioner sent, as the sign-off use case takes it (it checks every rule)."""
+def read_sign_off(form, flag_count: int, booking: dict | None = None) -> rs.SignOffInput:
+    """Return what the practitioner sent, as the sign-off use case takes it (it checks every rule).
+
+    The form always sends "what was done today" (it starts on "Treated today" with the booking's treatment); a
+    sign-off sent without it at all (by a client older than that question) records the booking's treatment."""
+    booking = booking or {}
+    if form.treated.raw_data == [] and not form.treated_variant.raw_data and not form.treated_areas.raw_data:
+        form.treated.data = "treated"
+        form.treated_variant.data = booking.get("variant") or ""
+        form.treated_areas.data = list(booking.get("areas") or ())
     return rs.SignOffInput(
         acknowledged=tuple("yes" in (form[f"ack_{i}"].data or []) for i in range(flag_count)),
         flag_notes=tuple(form[f"note_{i}"].data or "" for i in range(flag_count)),
         decision=form.decision.data or "",
         defer_until=tuple(str(form.defer_until[p].data or "") for p in ("day", "month", "year")),
         note=form.note.data or "",
+        treated=form.treated.data or "",
+        treated_variant=form.treated_variant.data or "",
+        treated_areas=tuple(form.treated_areas.data or ()),
     )
 
 
@@ -287,8 +348,8 @@ def _find_or_404(reference: str):
         abort(404)  # the same answer for a mistyped reference as for one that never existed
 
 
-def _render_record(reference: str, *, status: int = 200, form=None, addendum_form=None, errors=None,
-                   notice: str = ""):
+def _render_record(reference: str, *, status: int = 200, form=None, addendum_form=None, next_form=None,
+                   errors=None, notice: str = ""):
     """Show a submission, and record that it was shown (every showing of a record is audited)."""
     try:
         record = rs.open_record(db.session, reference, _clinic(), actor_id=g.staff.id, address=_address())
@@ -299,15 +360,36 @@ def _render_record(reference: str, *, status: int = 200, form=None, addendum_for
     can_sign = g.staff.has_role(*SIGN_ROLES)
     if form is None and record.review is None and can_sign:
         form = sign_off_form_class(len(flags))(formdata=None)
+        # What was done today starts as what was booked; the practitioner changes it if they did otherwise.
+        form.treated.data = "treated"
+        form.treated_variant.data = record.booking["variant"] or None
+        form.treated_areas.data = list(record.booking["areas"])
+    if form is not None and not record.day["may_proceed"]:
+        # Not yet confirmed on the day: only defer and decline are offered (the use case refuses the others too).
+        form.decision.choices = [c for c in DECISION_CHOICES if c.value not in rs.PROCEEDING]
     if addendum_form is None and record.review is not None and can_sign:
         addendum_form = AddendumForm(formdata=None)
-    failed = addendum_form if "text" in errors else form  # the form the errors belong to
+    if next_form is None and record.review is not None and can_sign:
+        # The next session starts as this one: what was done today, else what was booked.
+        done = record.review.get("session") or {}
+        next_form = NextSessionForm(formdata=None)
+        next_form.next_variant.data = (done.get("variant") or record.booking["variant"]) or None
+        next_form.next_areas.data = list(done.get("areas") or record.booking["areas"])
+    # The form the errors belong to.
+    failed = addendum_form if "text" in errors else next_form if any(k.startswith("next_") for k in errors) else form
     summary = [(error_href(failed, key), message) for key, message in errors.items()]
     fields = sign_off_fields(flags)
     children = {"decision": [{"q": fields["defer_until"], "show_values": ["defer"],
-                              "when_text": _("Needed when you defer.")}]}
+                              "when_text": _("Needed when you defer.")}],
+                "treated": [{"q": fields["treated_variant"], "show_values": ["treated"],
+                             "when_text": _("It starts as what was booked: change it if you did otherwise.")},
+                            {"q": fields["treated_areas"], "show_values": ["treated"], "when_text": ""}]}
+    if record.day["may_proceed"]:  # what was done today is asked when proceeding (not offered before confirmation)
+        children["decision"].append({"q": fields["treated"], "show_values": sorted(rs.PROCEEDING),
+                                     "when_text": _("Needed when you proceed.")})
     return render_template("staff/submission.html", record=record, r=record.report, review=record.review,
-                           form=form, addendum_form=addendum_form, fields=fields,
+                           form=form, addendum_form=addendum_form, fields=fields, next_form=next_form,
+                           next_fields=next_session_fields(today()),
                            children=children, errors=errors, summary=summary, notice=notice,
                            can_sign=can_sign), status
 
@@ -327,8 +409,8 @@ def sign_off(reference: str):
     flag_count = len(submission.result["flags"])
     form = sign_off_form_class(flag_count)()
     try:
-        rs.sign_off(db.session, submission, g.staff, read_sign_off(form, flag_count), today=today(),
-                    address=_address())
+        rs.sign_off(db.session, submission, g.staff, read_sign_off(form, flag_count, rs.booking_of(submission)),
+                    today=today(), address=_address())
     except rs.AlreadySignedOff:
         return _render_record(submission.reference, status=409,
                               notice=_("This submission has been signed off already, and a sign-off cannot be "
@@ -356,6 +438,26 @@ def addendum(reference: str):
         return _render_record(submission.reference, status=400, addendum_form=form, errors=dict(exc.problems))
     flash(_("Addendum added."))
     return redirect(url_for(".submission", reference=submission.reference, _anchor="addenda"))
+
+
+@bp.post("/submissions/<reference>/next-session")
+@roles(*SIGN_ROLES)
+def next_session(reference: str):
+    """Book the client's next session from a signed-off screening; its invitation follows the reminder schedule."""
+    submission = _find_or_404(reference)
+    form = NextSessionForm()
+    try:
+        appointment = rs.book_next_session(db.session, submission, g.staff, read_next_session(form), today=today())
+    except rs.NotSignedOff:
+        return _render_record(submission.reference, status=409,
+                              notice=_("The next session is booked from a signed-off screening: sign this one off "
+                                       "first. Nothing was saved."))
+    except rs.InvalidReview as exc:
+        return _render_record(submission.reference, status=400, next_form=form, errors=dict(exc.problems))
+    flash(_("Next session booked: %(d)s at %(t)s. The client’s link to the questions is emailed on the reminder "
+            "schedule before it.", d=format_date(appointment.appointment_date),
+            t=appointment.appointment_time.strftime("%H:%M")))
+    return redirect(url_for(".submission", reference=submission.reference, _anchor="next-session"))
 
 
 @bp.get("/submissions/<reference>/pdf")

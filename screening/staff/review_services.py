@@ -18,6 +18,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased, defer
 
 from .. import audit
+from .. import questions as qd
+from ..clients import services as clients
+from ..clients.models import TreatmentSession
 from ..crypto import binding, bound, check_column, open_row, raw, vault
 from ..errors import SubmissionNotFound
 from ..models import Addendum, AuditEvent, FlagAcknowledgement, Review, StaffUser, Submission, utcnow
@@ -41,6 +44,11 @@ OVERRIDABLE = frozenset({"defer", "do_not_treat"})
 NOTE_MAX = 2000
 ADDENDUM_MAX = 4000
 VIEWERS_SHOWN = 50
+TREATED = ("treated", "not_treated")  # what the practitioner records at sign-off
+TREATED_VARIANTS = ("standard", "rf", "prp")
+TREATMENT_AREAS = tuple(c.code for c in qd.TREATMENT_AREA_CHOICES)
+NOT_CONFIRMED = N_("The client has not yet confirmed their answers on the day of treatment: you can defer or "
+                   "decline, or sign off after they confirm")
 
 
 class ReviewError(Exception):
@@ -219,6 +227,9 @@ class Record:
     outcome: str
     report: dict[str, Any]
     review: dict[str, Any] | None
+    day: dict[str, Any] = field(default_factory=dict)  # the day-of-treatment confirmation (see day_facts)
+    booking: dict[str, Any] = field(default_factory=dict)  # the treatment booked: variant and areas, as codes
+    next_sessions: list[dict[str, Any]] = field(default_factory=list)  # the client's appointments booked after it
     viewers: list[dict[str, Any]] = field(default_factory=list)
     views_total: int = 0
 
@@ -257,7 +268,9 @@ def review_data(session: Session, submission_id: int) -> dict[str, Any] | None:
             .join(StaffUser, StaffUser.id == Addendum.author_id)
             .where(Addendum.submission_id == submission_id).order_by(Addendum.created_at, Addendum.id))
     ]
+    recorded = session.scalar(select(TreatmentSession).where(TreatmentSession.review_id == row.id))
     return {
+        "session": session_data(recorded),
         "decision": row.decision,
         "decision_text": DECISION_TEXT[row.decision],
         "defer_until": row.defer_until,
@@ -267,6 +280,43 @@ def review_data(session: Session, submission_id: int) -> dict[str, Any] | None:
         "acknowledgements": acknowledgements,
         "addenda": addenda,
     }
+
+
+def session_data(recorded: TreatmentSession | None) -> dict[str, Any] | None:
+    """Return the session recorded at sign-off as plain data, with its words: "Treated today: RF microneedling,
+    full face" or "Not treated"; None for a sign-off from before sessions were recorded."""
+    if recorded is None:
+        return None
+    if not recorded.treated:
+        return {"treated": False, "on": recorded.on, "variant": "", "areas": [], "text": _("Not treated")}
+    variants = {c.code: c.label for c in qd.BY_ID["last_microneedling"].field("variant").choices}
+    areas = ", ".join(_(qd.AREA_LABELS.get(a, a)).lower() for a in recorded.area_list)
+    text = _("Treated today: %(variant)s, %(areas)s", variant=_(variants.get(recorded.variant, recorded.variant)),
+             areas=areas)
+    return {"treated": True, "on": recorded.on, "variant": recorded.variant, "areas": recorded.area_list,
+            "text": text}
+
+
+def booking_of(submission: Submission) -> dict[str, Any]:
+    """Return the treatment the client was booked for, as codes: the variant ("" if they did not know) and areas."""
+    answers = submission.answers or {}
+    variant = answers.get("treatment_variant")
+    return {"variant": variant if variant in TREATED_VARIANTS else "",
+            "areas": [a for a in answers.get("treatment_areas") or [] if a in TREATMENT_AREAS]}
+
+
+def day_facts(session: Session, submission: Submission) -> dict[str, Any]:
+    """Return where the submission stands for the day of treatment, as plain data: the state and its words, and
+    once confirmed, when, what changed and the outcome before."""
+    state = clients.day_state(session, submission)
+    facts: dict[str, Any] = {"state": state, "label": clients.DAY_LABELS.get(state, ""),
+                             "may_proceed": clients.may_proceed(session, submission),
+                             "confirmed_at": None, "changed": [], "outcome_before": None}
+    check = clients.confirmed_check(session, submission.id) if state == clients.CONFIRMED else None
+    if check is not None:
+        facts.update(confirmed_at=check.confirmed_at, outcome_before=check.outcome_before,
+                     changed=[qd.BY_ID[q].label for q in (check.changed or []) if q in qd.BY_ID])
+    return facts
 
 
 def _aware(value: dt.datetime) -> dt.datetime:
@@ -292,7 +342,9 @@ def load_record(session: Session, submission: Submission, clinic: dict) -> Recor
     viewers, total = _viewers(session, submission.id)
     return Record(submission_id=submission.id, reference=submission.reference, outcome=submission.outcome,
                   report=report_context(submission, clinic), review=review_data(session, submission.id),
-                  viewers=viewers, views_total=total)
+                  day=day_facts(session, submission), booking=booking_of(submission),
+                  next_sessions=next_sessions(session, submission), viewers=viewers,
+                  views_total=total)
 
 
 def open_record(session: Session, reference: str, clinic: dict, *, actor_id: int, address: str) -> Record:
@@ -314,6 +366,9 @@ class SignOffInput:
     decision: str
     defer_until: tuple[str, str, str] = ("", "", "")  # day, month, year as typed
     note: str = ""
+    treated: str = ""  # treated / not_treated: asked when proceeding (defer and decline mean not treated)
+    treated_variant: str = ""
+    treated_areas: tuple[str, ...] = ()
 
 
 def _flag_name(flag: dict) -> str:
@@ -343,8 +398,12 @@ def _read_date(parts: tuple[str, str, str], today: dt.date) -> tuple[dt.date | N
 Problems = list[tuple[str, str]]
 
 
-def check_sign_off(flags: list[dict], data: SignOffInput, today: dt.date) -> tuple[dt.date | None, Problems]:
-    """Return the date to defer until and every problem with a sign-off, in page order."""
+def check_sign_off(flags: list[dict], data: SignOffInput, today: dt.date, *,
+                   may_proceed: bool = True) -> tuple[dt.date | None, Problems]:
+    """Return the date to defer until and every problem with a sign-off, in page order.
+
+    ``may_proceed`` is False while the client has not confirmed their answers on the day of treatment: a decision
+    to treat is refused then (deferring and declining are not)."""
     problems: list[tuple[str, str]] = []
     proceeding = data.decision in PROCEEDING
     for i, flag in enumerate(flags):
@@ -361,22 +420,44 @@ def check_sign_off(flags: list[dict], data: SignOffInput, today: dt.date) -> tup
     defer_until = None
     if data.decision not in DECISIONS:
         problems.append(("decision", _("Select a decision")))
+    elif proceeding and not may_proceed:
+        problems.append(("decision", _(NOT_CONFIRMED)))
     elif data.decision == "defer":
         defer_until, message = _read_date(data.defer_until, today)
         if message:
             problems.append(("defer_until", message))
+    if proceeding and may_proceed:
+        problems.extend(_check_treated(data))
     if len(data.note.strip()) > NOTE_MAX:
         problems.append(("note", _("The overall note must be %(n)s characters or fewer", n=f"{NOTE_MAX:,}")))
     return defer_until, problems
 
 
+def _check_treated(data: SignOffInput) -> Problems:
+    """Return the problems with what the practitioner recorded as done today (asked when proceeding)."""
+    if data.treated not in TREATED:
+        return [("treated", _("Select whether you treated the client today"))]
+    if data.treated == "not_treated":
+        return []
+    problems = []
+    if data.treated_variant not in TREATED_VARIANTS:
+        problems.append(("treated_variant", _("Select the treatment you gave")))
+    if not data.treated_areas:
+        problems.append(("treated_areas", _("Select the areas you treated")))
+    elif any(a not in TREATMENT_AREAS for a in data.treated_areas) or len(set(data.treated_areas)) != len(
+            data.treated_areas):
+        problems.append(("treated_areas", _("Select the areas you treated from the list")))
+    return problems
+
+
 def sign_off(session: Session, submission: Submission, practitioner: StaffUser, data: SignOffInput, *,
              today: dt.date, address: str = "") -> Review:
-    """Store a practitioner's sign-off and its acknowledgements in one transaction; never a second one."""
+    """Store a practitioner's sign-off, its acknowledgements and the session done (or not) today in one
+    transaction; never a second one. A decision to treat waits for the day's confirmation."""
     if session.scalar(select(Review.id).where(Review.submission_id == submission.id)) is not None:
         raise AlreadySignedOff()
     flags = list(submission.result["flags"])
-    defer_until, problems = check_sign_off(flags, data, today)
+    defer_until, problems = check_sign_off(flags, data, today, may_proceed=clients.may_proceed(session, submission))
     if problems:
         raise InvalidReview(problems)
     review = Review(submission_id=submission.id, practitioner_id=practitioner.id, decision=data.decision,
@@ -391,6 +472,11 @@ def sign_off(session: Session, submission: Submission, practitioner: StaffUser, 
         session.add(FlagAcknowledgement(
             review_id=review.id, flag_index=i, flag_id=flag["id"], note=data.flag_notes[i].strip(),
             is_override=data.decision in PROCEEDING and flag["severity"] in OVERRIDABLE))
+    treated = data.decision in PROCEEDING and data.treated == "treated"  # defer or decline: not treated
+    areas = [a for a in TREATMENT_AREAS if a in data.treated_areas] if treated else []  # in the list's order
+    session.add(TreatmentSession(review_id=review.id, client_id=submission.client_id, on=today, treated=treated,
+                                 variant=data.treated_variant if treated else "", areas=",".join(areas),
+                                 recorded_by_id=practitioner.id, recorded_at=review.signed_at))
     audit.record(session, "sign_off", actor_id=practitioner.id, submission_id=submission.id,
                  detail=f"review={review.id}", address=address, commit=False)
     try:
@@ -455,3 +541,119 @@ def open_pdf(session: Session, reference: str, clinic: dict, *, signed: bool, do
                  submission_id=submission.id, detail="version=signed" if signed else "version=original",
                  address=address)
     return data, submission.reference
+
+
+# -- the next session of a course ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NextSessionInput:
+    """The next session as the practitioner typed it: a date (day, month, year), a time, a treatment and areas."""
+
+    date: tuple[str, str, str] = ("", "", "")
+    time: str = ""
+    variant: str = ""
+    areas: tuple[str, ...] = ()
+
+
+NEXT_FIELDS = {"date": "next_date", "time": "next_time", "treatment": "next_variant", "areas": "next_areas"}
+
+
+def next_sessions(session: Session, submission: Submission) -> list[dict[str, Any]]:
+    """Return the client's appointments booked after this screening's, soonest first (not cancelled)."""
+    from ..appointments.models import Appointment
+
+    if submission.client_id is None:
+        return []
+    rows = session.execute(select(Appointment.appointment_date, Appointment.appointment_time,
+                                  Appointment.treatment_variant)
+                           .where(Appointment.client_id == submission.client_id, Appointment.cancelled_at.is_(None),
+                                  Appointment.appointment_date > submission.appointment_date)
+                           .order_by(Appointment.appointment_date, Appointment.appointment_time))
+    return [{"date": d, "time": t, "variant": v} for d, t, v in rows]
+
+
+def _identity(session: Session, submission: Submission) -> dict[str, str]:
+    """Return who the client is, for a new booking: from this screening's appointment, else their client record,
+    else their answers."""
+    from ..appointments.models import Appointment
+    from ..clients.models import Client
+
+    appointment = session.scalar(select(Appointment).where(Appointment.submission_id == submission.id))
+    if appointment is not None:
+        return {"name": appointment.client_name, "date_of_birth": appointment.client_dob,
+                "email": appointment.client_email or "", "phone": appointment.client_phone or ""}
+    answers = submission.answers or {}
+    client = clients.current(session, session.get(Client, submission.client_id)) if submission.client_id else None
+    if client is not None:
+        return {"name": client.name, "date_of_birth": client.dob, "email": client.email or answers.get("email", ""),
+                "phone": answers.get("phone", "")}
+    return {"name": answers.get("full_name", ""), "date_of_birth": answers.get("dob", ""),
+            "email": answers.get("email", ""), "phone": answers.get("phone", "")}
+
+
+def _next_date(parts: tuple[str, str, str]) -> tuple[str, str | None]:
+    """Return the typed date as YYYY-MM-DD for the booking check, or a message."""
+    day, month, year = (p.strip() for p in parts)
+    if not (day or month or year):
+        return "", _("Enter the date of the next session")
+    if not (day and month and year):
+        missing = [n for n, v in ((_("day"), day), (_("month"), month), (_("year"), year)) if not v]
+        return "", _("The date of the next session must include a %(parts)s", parts=_(" and ").join(missing))
+    try:
+        if not (day.isdigit() and month.isdigit() and year.isdigit()) or len(year) != 4:
+            raise ValueError
+        return dt.date(int(year), int(month), int(day)).isoformat(), None
+    except ValueError:
+        return "", _("Enter a real date for the next session, for example 15 3 2027")
+
+
+_NEXT_MESSAGES = {
+    "date": N_("The date of the next session must be today or later, and within the next two years"),
+    "time": N_("Enter the time of the next session as HH:MM, for example 14:30"),
+    "treatment": N_("Select the treatment for the next session"),
+    "areas": N_("Select the areas for the next session"),
+}
+
+
+def book_next_session(session: Session, submission: Submission, practitioner: StaffUser, data: NextSessionInput, *,
+                      today: dt.date) -> Any:
+    """Book the client's next session from a signed-off screening, through the one booking use case, tied to the
+    same client record. Its invitation waits for the reminder schedule (SCREENING_REMINDER_DAYS before it), unless
+    that has passed already. Raise NotSignedOff or InvalidReview (every field at fault, in page order)."""
+    from ..appointments import services as appointments
+    from ..appointments.booking import check_booking
+
+    if session.scalar(select(Review.id).where(Review.submission_id == submission.id)) is None:
+        raise NotSignedOff()
+    problems: dict[str, str] = {}
+    day, message = _next_date(data.date)
+    if message:
+        problems["next_date"] = message
+    raw = {**_identity(session, submission), "date": day, "time": data.time.strip(), "treatment": data.variant,
+           "areas": list(data.areas), "practitioner_email": practitioner.email}
+    booking, errors = check_booking(raw, today=today, practitioners=appointments.practitioners(session),
+                                    unknown=False)
+    for key, text in errors.items():
+        target = NEXT_FIELDS.get(key)
+        if target is None:  # the client's own details on file do not make a booking: say so, on the date
+            problems.setdefault("next_date", _("The client’s details on file cannot be booked (%(why)s): book the "
+                                               "next session at the desk", why=text))
+        elif target not in problems:
+            problems[target] = _(_NEXT_MESSAGES[key])
+    if problems:
+        raise InvalidReview([(k, problems[k]) for k in ("next_date", "next_time", "next_variant", "next_areas")
+                             if k in problems])
+    client_id = clients.current(session, session.get(clients.Client, submission.client_id)).id \
+        if submission.client_id else None
+    if client_id is None:  # a walk-in never tied to a client: tie this screening and its session to one now
+        identity = _identity(session, submission)
+        client_id = clients.match(session, identity["name"], identity["date_of_birth"], identity["email"]).id
+        submission.client_id = client_id
+        for recorded in session.scalars(select(TreatmentSession).join(Review, Review.id == TreatmentSession.review_id)
+                                        .where(Review.submission_id == submission.id)):
+            recorded.client_id = client_id
+    appointment, _created = appointments.book(session, booking, source=f"next-session:{practitioner.id}",
+                                              actor_id=practitioner.id, client_id=client_id,
+                                              invite_now=not appointments.invitation_held(today, booking.date))
+    return appointment
