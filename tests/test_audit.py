@@ -336,8 +336,9 @@ def test_the_trail_reads_in_words_and_names_people(app, trail, admin):
     reference = trail["reference"]
     for words in (f"Opened the record of {reference}", f"Opened the PDF of {reference}",
                   f"Downloaded the PDF of {reference}", f"Signed off {reference}", f"Added an addendum to {reference}",
-                  f"Printed the desk sheet of {reference}", "Deactivated the account of Lee Leaver (leaver@clinic.test)",
-                  "Sign-in failed for desk@clinic.test", "Signed out automatically: the page was left unused",
+                  f"Printed the desk sheet of {reference}",
+                  "Deactivated the account of Lee Leaver (leaver@clinic.test)", "Sign-in failed for desk@clinic.test",
+                  "Signed out automatically: the page was left unused",
                   "Started kiosk mode on a device", "Pat Practitioner", "(prac@clinic.test)"):
         assert words in page, words
     assert "user=" not in page and "account=" not in page
