@@ -80,12 +80,11 @@ def create_app(test_config: dict | None = None) -> Flask:
         settings = app.config["CLINIC"]
         return {"clinic": settings}
 
-    from . import clock, display
+    from . import display
 
     # The clinic's clock (SCREENING_TIME_ZONE): every stored moment a person reads goes through these.
     app.add_template_filter(display.format_moment, "clinic_time")  # 29 March 2026, 01:30 BST
     app.add_template_filter(display.format_clock, "clinic_clock")  # 14:05 BST
-    app.add_template_global(clock.today, "clinic_today")
 
     @app.template_filter("data_uri")
     def data_uri(data: bytes, mime: str) -> str:
