@@ -53,6 +53,7 @@ ALLOWED_ENDPOINTS = frozenset({
     "static", "questionnaire.start", "questionnaire.begin", "questionnaire.page", "questionnaire.check",
     "questionnaire.declaration", "questionnaire.done", "questionnaire.expired", "questionnaire.logo",
     "questionnaire.kiosk.exit", "questionnaire.kiosk.reset", "questionnaire.kiosk.alive",
+    "dayof.confirm", "dayof.changes", "dayof.done",  # the day-of-treatment confirmation the desk handed over
 })
 # Requests that neither count as a client's activity nor clear an idle draft.
 _PASSIVE_ENDPOINTS = frozenset({"static", "questionnaire.logo"})

@@ -156,6 +156,13 @@ FUZZED = {
     "api.create": "test_fuzz_api_create",
     "staff.create_api_token": "test_fuzz_api_tokens",
     "staff.revoke_api_token": "test_fuzz_api_tokens",
+    "staff.merge": "test_fuzz_client_record",
+    "staff.attach_to_client": "test_fuzz_client_record",
+    "staff.not_arrived": "test_fuzz_desk_day_of",
+    "staff.confirm_here": "test_fuzz_desk_day_of",
+    "staff.redo_here": "test_fuzz_desk_day_of",
+    "dayof.confirm": "test_fuzz_day_of_confirmation",
+    "dayof.changes": "test_fuzz_day_of_confirmation",
 }
 
 
@@ -1759,6 +1766,7 @@ def test_every_post_route_refuses_a_missing_or_wrong_csrf_token(app):
     new_draft(app, kiosk_client, BASE)
     staff = staff_client(app, user_id)
     uid, link = book_appointment(app)
+    day_client = day_of_client(app, day_of_submission(app))
     invited_client, passed_client = app.test_client(), app.test_client()
     follow_link(invited_client, link)
     follow_link(passed_client, link, passed=True)
@@ -1814,6 +1822,13 @@ def test_every_post_route_refuses_a_missing_or_wrong_csrf_token(app):
         "staff.passkey_remove": (staff, "/staff/account/security/passkeys/remove"),
         "staff.recovery_codes": (staff, "/staff/account/security/recovery-codes"),
         "staff.reset_two_factor": (staff, f"/staff/admin/users/{other}/two-factor"),
+        "staff.merge": (staff, f"/staff/clients/{client_uid(app, uid)}/merge"),
+        "staff.attach_to_client": (staff, f"/staff/clients/{client_uid(app, uid)}/attach"),
+        "staff.not_arrived": (staff, f"/staff/desk/{reference}/not-arrived"),
+        "staff.confirm_here": (staff, f"/staff/desk/{reference}/confirm-here"),
+        "staff.redo_here": (staff, f"/staff/desk/{reference}/redo-here"),
+        "dayof.confirm": (day_client, "/today"),
+        "dayof.changes": (day_client, "/today/changes"),
     }
     # The API takes no CSRF token: it reads a bearer token, never a cookie (see the 401 test below).
     assert set(urls) == set(FUZZED) - {"api.create"}
@@ -2195,3 +2210,149 @@ def test_fuzz_reset_two_factor(app, staff, data):
         assert response.status_code == 404
     else:
         assert response.status_code == (302 if target == other else 400), response.status_code
+
+
+# -- clients across visits and the day of treatment (issue 14) ------------------------------------
+
+
+def client_uid(app, appointment_uid: str) -> str:
+    """Return the uid of the client record an appointment is tied to."""
+    from screening.clients.models import Client
+
+    with app.app_context():
+        appointment = appointments.by_uid(db.session, appointment_uid)
+        return db.session.get(Client, appointment.client_id).uid
+
+
+def day_of_submission(app) -> str:
+    """Store a screening for today's appointment answered five days ago (so with answers to confirm today)."""
+    from screening.rules import evaluate
+
+    reference = make_submission(app, dict(BASE, appointment_date=TODAY.isoformat()))
+    with app.app_context():
+        row = db.session.scalar(select(Submission).where(Submission.reference == reference))
+        earlier = TODAY - dt.timedelta(days=5)
+        result = evaluate(current_rules(), dict(row.answers), answered_on=earlier)
+        answers, signature = dict(row.answers), str(row.signature_name)
+        row.outcome = result.outcome  # the encrypted values are bound to the outcome: write them again after it
+        row.answers, row.result, row.signature_name = answers, result.to_dict(), signature
+        row.answered_on, row.on_the_day = earlier, "to_confirm"
+        db.session.commit()
+    return reference
+
+
+def day_of_client(app, reference: str):
+    """Return a browser holding a fresh day-of-treatment check of ``reference`` (as after the date of birth)."""
+    from screening.clients import services as clients
+    from screening.clients.dayof import SESSION_KEY
+
+    with app.app_context():
+        submission = db.session.scalar(select(Submission).where(Submission.reference == reference))
+        uid = clients.open_check(db.session, submission, "link").uid
+    client = app.test_client()
+    with client.session_transaction() as session:
+        session[SESSION_KEY], session[SESSION_KEY + "_at"] = uid, 2 ** 40
+    return client
+
+
+def day_state(app, reference: str) -> tuple[str, str, int]:
+    from screening.clients.models import DayCheck
+
+    with app.app_context():
+        row = db.session.scalar(select(Submission).where(Submission.reference == reference))
+        return row.on_the_day, row.outcome, count(app, DayCheck, DayCheck.confirmed_at.is_not(None))
+
+
+@fuzz(30)
+@given(data=st.data())
+def test_fuzz_day_of_confirmation(app, data):
+    """The day-of pages: a bad post changes nothing and says why; a good one applies once, whole."""
+    if count(app, Submission) == 0:
+        reference = day_of_submission(app)
+    else:
+        with app.app_context():
+            reference = db.session.scalar(select(Submission.reference).where(Submission.on_the_day == "to_confirm"))
+        if reference is None:
+            reference = day_of_submission(app)
+    client = day_of_client(app, reference)
+    page = client.get("/today")
+    check(page, "today")
+    good = csrf_token(page.text)
+    items = re.findall(r'name="(still-[a-z0-9_]+)" value="yes"', page.text)
+    assert items, "a screening answered earlier has answers to confirm"
+    pairs = [("csrf_token", good)] + [(i, data.draw(st.sampled_from(["yes", "yes", "no"]))) for i in items]
+    pairs = mutate(data.draw, pairs, ["csrf_token", *items], ["yes", "no"], [])
+    before = day_state(app, reference)
+    response = post_form(client, "/today", pairs)
+    check(response, "today post")
+    valid = first(pairs, "csrf_token") == good and all(first(pairs, i) in ("yes", "no") for i in items)
+    if not valid:
+        assert response.status_code == 400 and day_state(app, reference) == before, response.status_code
+        return
+    assert response.status_code == 303, response.status_code
+    if response.location.endswith("/today/done"):
+        assert day_state(app, reference)[0] == "confirmed"
+        return
+    changes = client.get("/today/changes")
+    check(changes, "changes")
+    names = sorted(set(re.findall(r'name="([a-z0-9_-]+)"', changes.text)) - {"csrf_token"})
+    pairs = mutate(data.draw, [("csrf_token", csrf_token(changes.text))], ["csrf_token", *names], ALL_CODES,
+                   ["add-injectables"])
+    response = post_form(client, "/today/changes", pairs)
+    check(response, "changes post")
+    assert response.status_code in (200, 303, 400), response.status_code
+    state = day_state(app, reference)
+    if response.status_code == 303:
+        assert state[0] == "confirmed" and state[2] == before[2] + 1, "applied once, whole"
+    else:
+        assert state == before, "a refused post applies nothing"
+        check_round_trip(response, pairs, "changes")
+
+
+@fuzz(20)
+@given(data=st.data())
+def test_fuzz_client_record(app, staff, data):
+    """Merge and attach on a client's record: junk is refused with a message, never half-done."""
+    from screening.clients.models import Client
+
+    client = staff["client"]
+    if count(app, Appointment) == 0:
+        book_appointment(app)
+        book_appointment(app, email="other@example.org")
+    with app.app_context():
+        uids = list(db.session.scalars(select(Client.uid).order_by(Client.id)))
+    target = data.draw(st.one_of(st.sampled_from(uids + ["0" * 32, "x"]), hostile_text().filter(
+        lambda t: t not in ("", ".", ".."))))
+    action = data.draw(st.sampled_from(["merge", "attach"]))
+    names = ["csrf_token", "duplicate" if action == "merge" else "reference"]
+    value = st.one_of(st.sampled_from(uids + [staff["later"], staff["today"], ""]), hostile_text())
+    pairs = mutate(data.draw, [("csrf_token", staff["token"]), (names[1], data.draw(value))], names, [], [])
+    response = post_form(client, f"/staff/clients/{quote(target, safe='')}/{action}", pairs)
+    check(response, action)
+    assert response.status_code in (303, 400, 404, 405, 409), response.status_code
+    if response.status_code in (400, 409) and response.mimetype == "text/html" and target in uids:
+        assert "error-message" in response.get_data(as_text=True) or first(pairs, "csrf_token") != staff["token"]
+    with app.app_context():  # the next example starts from two records again
+        for row in db.session.scalars(select(Client)):
+            row.merged_into_id, row.merged_at = None, None
+        db.session.execute(update(Submission).values(client_id=None))
+        db.session.commit()
+
+
+@fuzz(20)
+@given(data=st.data())
+def test_fuzz_desk_day_of(app, staff, data):
+    """Undo an arrival, and hand the tablet over for the day's confirmation: only today's, only with the token."""
+    client = staff_client(app, staff["user_id"])
+    good = token(client, "/staff/desk")
+    reference = data.draw(st.one_of(st.sampled_from([staff["today"], staff["later"], staff["today"].lower()]),
+                                    hostile_text().filter(lambda t: t not in ("", ".", ".."))))
+    action = data.draw(st.sampled_from(["not-arrived", "confirm-here", "redo-here"]))
+    pairs = mutate(data.draw, [("csrf_token", good)], ["csrf_token", "reference"], [], [])
+    response = post_form(client, f"/staff/desk/{quote(reference, safe='')}/{action}", pairs)
+    check(response, action)
+    valid = first(pairs, "csrf_token") == good and services.normalise_reference(reference) == staff["today"]
+    if action == "not-arrived":
+        assert (response.status_code == 302) == valid, response.status_code
+    else:  # today's screening was answered on its day: nothing to confirm or redo, so never handed over
+        assert response.status_code in (400, 404, 405, 409) and not in_kiosk(client), response.status_code

@@ -51,6 +51,7 @@ ACCESS = {
     # (today's sample was answered on its day: nothing to confirm, 409)
     "staff.not_arrived": table("POST", 401, 302, DENIED, 302),
     "staff.confirm_here": table("POST", 401, 409, DENIED, 409),
+    "staff.redo_here": table("POST", 401, 409, DENIED, 409),
     # clients across visits (screening/clients/views.py): everyone on staff finds a client and attaches a walk-in
     # (an empty form is refused: 400); only a practitioner merges (no duplicate chosen: 400)
     "staff.clients": table("GET", LOGIN, 200, 200, 200),
