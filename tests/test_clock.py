@@ -184,3 +184,17 @@ def test_the_audit_trail_shows_and_filters_by_the_clinics_days(london):
     assert "15 July 2026, 00:00:00 BST" in page and "23:59:00 BST" not in page
     page = admin.get("/staff/admin/audit?date_from=2026-07-14&date_to=14/07/2026&action=sign_out").text
     assert "14 July 2026, 23:59:00 BST" in page and "00:00:00 BST" not in page
+
+
+def test_reminders_and_the_days_list_go_by_the_clinics_today(london, monkeypatch):
+    from screening.appointments import services as appointment_services
+
+    seen = []
+    monkeypatch.setattr(appointment_services, "send_reminders", lambda session, day: seen.append(day) or 0)
+    result = london.test_cli_runner().invoke(args=["screening", "send-reminders"])
+    assert result.exit_code == 0 and seen == [dt.date(2026, 7, 15)], (result.output, seen)
+    client = london.test_client()
+    add_user(london, "prac@clinic.test", ["practitioner"])
+    sign_in(client, "prac@clinic.test")
+    page = client.get("/staff/submissions").text
+    assert 'value="15/07/2026"' in page, "the practitioners' list opens on the clinic's today"
