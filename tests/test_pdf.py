@@ -172,11 +172,14 @@ def test_pdf_cli_unknown_reference(runner, tmp_path):
 
 def test_no_public_route_serves_pdfs_or_submissions(app):
     """Outside the signed-in staff area there are only the questionnaire's own pages, the invitation's (a link, the
-    date-of-birth check, the booking to confirm) and the booking systems' API behind its bearer token."""
+    date-of-birth check, the booking to confirm), the day-of-treatment confirmation (reached only after the date of
+    birth or by the desk: it shows the questions about now and the client's own earlier answers to them, never a
+    PDF, an outcome or a flag) and the booking systems' API behind its bearer token."""
     rules = sorted(str(r) for r in app.url_map.iter_rules() if not str(r).startswith("/staff/"))
     assert rules == sorted(["/", "/start", "/q/<page_id>", "/q/under-18", "/check", "/declaration", "/done",
                             "/expired", "/logo", "/static/<path:filename>", "/kiosk/exit", "/kiosk/reset",
                             "/kiosk/alive", "/accessibility", "/i/<token>", "/invitation", "/invitation/booking",
+                            "/today", "/today/changes", "/today/done",
                             "/api/v1/appointments", "/api/v1/appointments/<external_id>",
                             "/api/v1/appointments/<external_id>", "/api/v1/appointments/<external_id>",
                             "/api/v1/openapi.json"])

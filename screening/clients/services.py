@@ -416,9 +416,10 @@ def confirm(session: Session, check: DayCheck, ruleset: RuleSet, today: dt.date,
     submission.answered_on = today  # the answers now describe the appointment day (the check keeps the earlier day)
     submission.pdf, submission.pdf_hmac, submission.pdf_rendered_at = None, None, None
     submission.pdf_attempts, submission.pdf_due_at = 0, None
+    # The detail says how and how much, never which answers or what outcome: admins and the audit export read it.
     audit.record(session, "day_confirmed", submission_id=submission.id,
-                 detail=f"{check.channel}; {len(changed)} answers changed; outcome "
-                        f"{check.outcome_before} -> {result.outcome}", commit=False)
+                 detail=f"{check.channel}; {len(changed)} answer{'' if len(changed) == 1 else 's'} changed",
+                 commit=False)
     if result.outcome != check.outcome_before and result.outcome != "CLEAR":
         _tell_practitioners(session, submission)
     session.commit()
