@@ -25,6 +25,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session
 
 from . import audit
+from .clients.models import TreatmentSession
 from .crypto import binding, check_column
 from .errors import SubmissionNotFound
 from .models import Addendum, Arrival, AuditEvent, FlagAcknowledgement, Review, Submission, utcnow
@@ -339,6 +340,9 @@ def _delete_submissions(session: Session, rows: list[tuple[int, str]], action: s
     out.acknowledgements = session.execute(
         delete(FlagAcknowledgement).where(FlagAcknowledgement.review_id.in_(reviews)),
         execution_options={"synchronize_session": False}).rowcount
+    # The session recorded at sign-off goes with its sign-off (the clinic's record of it is part of this screening).
+    session.execute(delete(TreatmentSession).where(TreatmentSession.review_id.in_(reviews)),
+                    execution_options={"synchronize_session": False})
     for model, name in ((Review, "reviews"), (Addendum, "addenda"), (Arrival, "arrivals")):
         setattr(out, name, session.execute(delete(model).where(model.submission_id.in_(ids)),
                                            execution_options={"synchronize_session": False}).rowcount)

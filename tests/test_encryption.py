@@ -52,7 +52,7 @@ def store_everything(app) -> str:
     page = staff.get(f"/staff/submissions/{reference}")
     response = staff.post(f"/staff/submissions/{reference}/sign-off",
                           data={"csrf_token": csrf_token(page.text), "ack_0": "yes", "note_0": NOTE,
-                                "decision": "proceed_with_precautions", "note": NOTE})
+                                "decision": "decline", "note": NOTE})
     assert response.status_code == 302, response.text[:2000]
     response = staff.post(f"/staff/submissions/{reference}/addenda",
                           data={"csrf_token": csrf_token(staff.get(f"/staff/submissions/{reference}").text),

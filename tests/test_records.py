@@ -70,7 +70,7 @@ def attach_everything(app, reference: str, *, signed_pdf: bool = False) -> None:
         submission = services.find_submission(db.session, reference)
         flags = submission.result["flags"]
         data = review_services.SignOffInput(acknowledged=(True,) * len(flags), flag_notes=("Seen",) * len(flags),
-                                            decision="proceed_with_precautions", note="Patch test first")
+                                            decision="decline", note="Patch test first")  # proceed waits for the day
         review_services.sign_off(db.session, submission, user, data, today=records.today())
         review_services.add_addendum(db.session, submission, user, "Client phoned: patch test done")
         desk.mark_arrived(db.session, submission, user, "127.0.0.1")
@@ -331,7 +331,7 @@ def test_export_writes_the_record_as_json_and_its_pdfs(app, runner, tmp_path):
     assert dt.datetime.fromisoformat(data["signature"]["signed_at"]).tzinfo is not None
     assert data["appointment_date"] == stored["answers"]["appointment_date"]
     review = data["review"]
-    assert review["decision"] == "proceed_with_precautions" and review["note"] == "Patch test first"
+    assert review["decision"] == "decline" and review["note"] == "Patch test first"
     assert review["practitioner"] == "Pat Practitioner"
     assert [a["flag_id"] for a in review["acknowledgements"]] == [f["id"] for f in stored["result"]["flags"]]
     assert [a["text"] for a in review["addenda"]] == ["Client phoned: patch test done"]
