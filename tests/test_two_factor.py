@@ -131,6 +131,7 @@ def test_enrolment_with_an_app_then_recovery_codes_then_sign_in_with_a_code(app)
     assert page.status_code == 200
     assert "<svg" in page.text and "Content-Security-Policy" in page.headers
     assert "data:" not in page.headers["Content-Security-Policy"]
+    assert 'href="otpauth://totp/' in page.text  # setting up on the phone itself: the app opens the key
     secret = re.search(r'id="totp-secret">([A-Z2-7 ]+)<', page.text).group(1).replace(" ", "")
     response = client.post("/staff/login/set-up", data={"csrf_token": csrf_token(page.text), "code": "000000"})
     assert response.status_code == 400 and "That code is not right" in response.text

@@ -186,7 +186,8 @@ def _totp_context(user, form, errors):
     totp = twofactor.start_totp(db.session, user)
     return {"form": form, "errors": errors, "summary": [("code", errors["code"])] if errors.get("code") else [],
             "qr": Markup(twofactor.qr_svg(user, totp.secret, _("QR code to scan with an authenticator app"))),
-            "secret": twofactor.spaced(totp.secret), "passkey_form": PasskeyForm(), "user": user}
+            "secret": twofactor.spaced(totp.secret), "otpauth": twofactor.provisioning_uri(user, totp.secret),
+            "passkey_form": PasskeyForm(), "user": user}
 
 
 @bp.route("/login/set-up", methods=["GET", "POST"])

@@ -5,7 +5,7 @@ have a second factor) reached as http://localhost:PORT (WebAuthn refuses an IP a
   (DevTools protocol WebAuthn.addVirtualAuthenticator), renamed and listed on the Security page;
 - an authenticator app set up from the page's own key (the QR code is an inline SVG made by the server), a wrong
   code and a replayed code refused, the next code accepted, a recovery code accepted once only; with JavaScript
-  on and off.
+  on (a laptop) and off (a phone).
 Every page is checked by Client.look (title, layout, axe-core).
 """
 
@@ -21,6 +21,7 @@ from playwright.sync_api import expect
 from tests.browser.conftest import live_server_at
 
 DESKTOP = {"viewport": {"width": 1280, "height": 900}}
+PHONE = {"viewport": {"width": 360, "height": 740}, "is_mobile": True, "has_touch": True}
 AUTHENTICATOR = {"protocol": "ctap2", "transport": "internal", "hasResidentKey": True, "hasUserVerification": True,
                  "isUserVerified": True}
 
@@ -108,8 +109,9 @@ def test_an_authenticator_app_wrong_and_replayed_codes_and_a_recovery_code_once(
                                                                                  staff_user, js):
     email, password = staff_user(two_factor_server, f"ada.app.{'js' if js else 'nojs'}@example.org", "admin",
                                  "Ada App")
-    client = open_client(f"two-factor-app-{'js' if js else 'no-js'}", "mouse", js=js, on=two_factor_server,
-                         **DESKTOP)
+    # With JavaScript, a laptop and a mouse; without, a phone by touch (the narrowest layout)
+    client = open_client(f"two-factor-app-{'js' if js else 'no-js'}", "mouse" if js else "touch", js=js,
+                         on=two_factor_server, **(DESKTOP if js else PHONE))
     page = client.page
     password_step(client, email, password, r"/staff/login/set-up$")
     expect(page.locator(".qr-code svg")).to_be_visible()  # drawn by the server, inline
@@ -143,6 +145,7 @@ def test_an_authenticator_app_wrong_and_replayed_codes_and_a_recovery_code_once(
     client.button("Continue")
     expect(page).to_have_url(re.compile(r"/staff/account/security$"))
     expect(page.locator(".notice").first).to_contain_text("You have 9 left")
+    client.look("security-after-recovery-code")
     sign_out(client)
     password_step(client, email, password, r"/staff/login/two-factor$")
     client.text("code", codes[0])
