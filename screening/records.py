@@ -25,7 +25,8 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session
 
 from . import audit
-from .clients.models import TreatmentSession
+from .appointments.models import Appointment
+from .clients.models import DayCheck, TreatmentSession
 from .crypto import binding, check_column
 from .errors import SubmissionNotFound
 from .models import Addendum, Arrival, AuditEvent, FlagAcknowledgement, Review, Submission, utcnow
@@ -346,6 +347,14 @@ def _delete_submissions(session: Session, rows: list[tuple[int, str]], action: s
     for model, name in ((Review, "reviews"), (Addendum, "addenda"), (Arrival, "arrivals")):
         setattr(out, name, session.execute(delete(model).where(model.submission_id.in_(ids)),
                                            execution_options={"synchronize_session": False}).rowcount)
+    # The day's confirmation holds the earlier answers: it goes too. A later screening prefilled from this one, and
+    # the appointment it answered, stay, without the link to it.
+    session.execute(delete(DayCheck).where(DayCheck.submission_id.in_(ids)),
+                    execution_options={"synchronize_session": False})
+    session.execute(update(Submission).where(Submission.previous_id.in_(ids)).values(previous_id=None),
+                    execution_options={"synchronize_session": False})
+    session.execute(update(Appointment).where(Appointment.submission_id.in_(ids)).values(submission_id=None),
+                    execution_options={"synchronize_session": False})
     out.audit_events_detached = session.execute(
         update(AuditEvent).where(AuditEvent.submission_id.in_(ids)).values(submission_id=None),
         execution_options={"synchronize_session": False}).rowcount

@@ -408,3 +408,23 @@ def test_a_tablet_left_alone_forgets_the_confirmation_and_applies_nothing(app, d
     with app.app_context():
         submission = db.session.scalar(select(Submission).where(Submission.reference == reference))
         assert submission.on_the_day == "to_confirm"
+
+
+def test_erasing_a_screening_takes_its_day_check_and_leaves_the_later_screening_and_the_booking(app, desk, mailbox):
+    from screening import records
+
+    book(desk, treatment="standard")
+    first = screen(app, mailbox, answers_for_booking(treatment_variant="standard", **LASTING))
+    book(desk, date=LATER.isoformat(), treatment="standard")
+    second = screen(app, mailbox, answers_for_booking(treatment_variant="standard",
+                                                      appointment_date=LATER.isoformat(), **LASTING))
+    with app.app_context():
+        clients.open_check(db.session, db.session.scalar(select(Submission).where(Submission.reference == first)),
+                           "link")
+        records.erase(db.session, first, reason="the client asked")
+        db.session.commit()
+        later = db.session.scalar(select(Submission).where(Submission.reference == second))
+        assert later.previous_id is None and later.client_id is not None
+        assert db.session.scalar(select(DayCheck.id)) is None
+        booked = db.session.scalars(select(Appointment).order_by(Appointment.id)).all()
+        assert booked[0].submission_id is None and booked[1].submission_id == later.id

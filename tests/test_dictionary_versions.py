@@ -62,7 +62,8 @@ def _reset(app):
 
 def test_a_stored_version_1_submission_opens_displays_and_renders_after_the_upgrade(database_url):
     app = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": database_url, "SECRET_KEY": "t",
-                      "PDF_BACKGROUND": False, "CLINIC_NAME": "Test Clinic", **TEST_KEYS})
+                      "PDF_BACKGROUND": False, "CLINIC_NAME": "Test Clinic", "TWO_FACTOR_ROLES": "",
+                      **TEST_KEYS})  # a password-only sign-in, as the conftest's apps (tests/test_two_factor.py)
     _reset(app)
     with app.app_context():
         upgrade(revision="0002")  # a database as version 1 left it, rows in clear (0003 encrypts them)

@@ -1723,7 +1723,8 @@ QUERY_NAMES = ["date", "outcome", "status", "page", "action", "actor", "date_fro
 def get_urls(app, staff) -> list[str]:
     """One URL for each GET route (staff ones with real references), and some odd paths."""
     args = {"page_id": qd.PAGES[0].id, "reference": staff["today"], "user_id": staff["user_id"],
-            "uid": staff["uid"], "token": "x" * 43, "external_id": EXISTING}
+            "uid": staff["uid"], "client_uid": client_uid(app, staff["uid"]), "token": "x" * 43,
+            "external_id": EXISTING}
     urls = []
     for rule in app.url_map.iter_rules():
         if "GET" not in rule.methods or rule.endpoint == "static":
@@ -1732,7 +1733,7 @@ def get_urls(app, staff) -> list[str]:
             continue  # no logo configured: a plain 404
         urls.append(rule.build({a: args[a] for a in rule.arguments})[1])
     return sorted(urls) + ["/q/%ED%A0%80", "/staff/submissions/%3Cscript%3E", "/q/%00", "/staff/desk/%FF/pdf",
-                           "/staff/appointments/%00", "/i/%00"]
+                           "/staff/appointments/%00", "/i/%00", "/staff/clients/%00", "/today/%00"]
 
 
 @fuzz(40)

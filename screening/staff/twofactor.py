@@ -475,7 +475,7 @@ def reset(session: Session, user: StaffUser, *, by: StaffUser | None = None, add
     end_all_sessions(session, user)
     audit.record(session, "two_factor_reset", actor_id=by.id if by else None, detail=f"user={user.id}",
                  address=address, commit=False)
-    message = mail.compose("two_factor_reset", user.email, name=user.name, link=mail.link("staff.login"),
-                           by=by.name if by else None)
+    message = mail.compose("two_factor_reset", user.email, staff_name=user.name, link=mail.link("staff.login"),
+                           admin_name=by.name if by else None)
     mail.queue(session, message, kind="two_factor_reset")
     session.commit()
