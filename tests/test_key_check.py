@@ -17,7 +17,7 @@ from screening.extensions import db
 from screening.models import KeyCanary, Submission
 from tests import live
 from tests.answers import clear_answers
-from tests.conftest import TEST_KEYS, make_app
+from tests.conftest import TEST_KEYS
 from tests.staff import add_user, sign_in
 from tests.web import complete
 

@@ -3,7 +3,6 @@
 import datetime as dt
 import io
 import logging
-import re
 
 import pytest
 from pypdf import PdfReader

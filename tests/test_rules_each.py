@@ -16,7 +16,7 @@ import yaml
 
 from screening import questions as qd
 from screening.config import ROOT
-from screening.rules import AnswersError, add_months, evaluate, prepare
+from screening.rules import AnswersError, add_months
 from tests.answers import clear_answers, evaluate_on_the_day, prepare_on_the_day
 
 D = dt.date

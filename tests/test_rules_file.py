@@ -15,8 +15,8 @@ import pytest
 
 from screening import questions as qd
 from screening.config import ROOT
-from screening.rules import RulesError, evaluate, load_rules, parse_rules
-from tests.answers import clear_answers, evaluate_on_the_day, prepare_on_the_day
+from screening.rules import RulesError, load_rules, parse_rules
+from tests.answers import clear_answers, evaluate_on_the_day
 
 RULES_PATH = ROOT / "rules.yaml"
 SHIPPED = RULES_PATH.read_text(encoding="utf-8")

@@ -1,7 +1,6 @@
 """Staff accounts, sign-in, lockout, sessions and the audit of each."""
 
 import datetime as dt
-import re
 
 import pytest
 from sqlalchemy import select

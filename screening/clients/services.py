@@ -279,20 +279,22 @@ def day_state(session: Session, submission: Submission) -> str:
     return NOT_NEEDED
 
 
+def still_needed(session: Session, submission: Submission) -> str | None:
+    """What the day of treatment still needs of a screening no practitioner has decided on: "confirm" (answers
+    about now to confirm), "redo" (out of date: the questionnaire again) or None."""
+    if session.scalar(select(Review.id).where(Review.submission_id == submission.id)) is not None:
+        return None  # a practitioner has decided: nothing the client says now is applied
+    return {REDO: "redo", TO_CONFIRM: "confirm"}.get(day_state(session, submission))
+
+
 def after_sending(session: Session, appointment, today: dt.date) -> str | None:
-    """What an invitation link opened after the screening was sent leads to: "confirm" (the appointment day, with
-    answers to confirm), "redo" (an out-of-date screening, on or before the day) or None (nothing to do)."""
+    """What an invitation link opened after the screening was sent leads to: "confirm" (on the appointment day),
+    "redo" (on or before the day) or None (nothing to do)."""
     submission = session.get(Submission, appointment.submission_id)
     if submission is None or appointment.appointment_date < today:
         return None
-    if session.scalar(select(Review.id).where(Review.submission_id == submission.id)) is not None:
-        return None  # a practitioner has decided: nothing the client says now is applied
-    state = day_state(session, submission)
-    if state == REDO:
-        return "redo"
-    if state == TO_CONFIRM and appointment.appointment_date == today:
-        return "confirm"
-    return None
+    needed = still_needed(session, submission)
+    return None if needed == "confirm" and appointment.appointment_date != today else needed
 
 
 def may_proceed(session: Session, submission: Submission) -> bool:

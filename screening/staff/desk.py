@@ -216,14 +216,10 @@ def confirm_here(reference: str):
     from ..clients import services as clients
 
     submission = _todays_or_404(reference)
-    if clients.day_state(db.session, submission) != clients.TO_CONFIRM or \
-            db.session.scalar(select(Review.id).where(Review.submission_id == submission.id)) is not None:
+    if clients.still_needed(db.session, submission) != "confirm":
         abort(409)
     check = clients.open_check(db.session, submission, "kiosk")
-    token = kiosk.start(db.session, g.staff, g.staff_session, request.remote_addr or "")
-    session.clear()
-    session.permanent = True
-    session["kiosk"] = token
+    _become_kiosk()
     dayof.begin(check.uid)
     return redirect(url_for("dayof.confirm"))
 
@@ -239,14 +235,10 @@ def redo_here(reference: str):
 
     submission = _todays_or_404(reference)
     appointment = db.session.scalar(select(Appointment).where(Appointment.submission_id == submission.id))
-    if (appointment is None or clients.day_state(db.session, submission) != clients.REDO
-            or db.session.scalar(select(Review.id).where(Review.submission_id == submission.id)) is not None):
+    if appointment is None or clients.still_needed(db.session, submission) != "redo":
         abort(409)
     draft_token = appointments.start_screening(db.session, appointment, current_app.config["DRAFT_LIFETIME"])
-    token = kiosk.start(db.session, g.staff, g.staff_session, request.remote_addr or "")
-    session.clear()
-    session.permanent = True
-    session["kiosk"] = token
+    _become_kiosk()
     session["draft"] = draft_token
     draft = db.session.get(Draft, appointment.draft_id)
     return redirect(url_for("questionnaire.page", page_id=services.next_page(draft) or qd.PAGES[0].id))
@@ -282,8 +274,13 @@ def desk_pdf(reference: str):
 @roles(*ACT_ROLES)
 def kiosk_start():
     """Turn this device into a kiosk for clients: staff are signed out on it until kiosk mode ends."""
+    _become_kiosk()
+    return redirect(url_for("questionnaire.start"))
+
+
+def _become_kiosk() -> None:
+    """Make this browser a kiosk: its staff session ends, and its cookie keeps only the kiosk's token."""
     token = kiosk.start(db.session, g.staff, g.staff_session, request.remote_addr or "")
     session.clear()
     session.permanent = True
     session["kiosk"] = token
-    return redirect(url_for("questionnaire.start"))

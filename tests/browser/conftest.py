@@ -156,6 +156,27 @@ def _server_env(db_path: Path, extra: dict) -> dict:
     return env
 
 
+# The address in the links an app server emails; a test opens their path on the live server.
+MAIL_BASE_URL = "https://screening.clinic.test"
+
+
+@pytest.fixture(scope="module")
+def mail_server():
+    """A real SMTP server (aiosmtpd, in this process) for a module's app server, started once: (url, Mailbox)."""
+    from tests.conftest import Mailbox, smtp_server
+
+    mailbox = Mailbox()
+    with smtp_server(mailbox) as url:
+        yield url, mailbox
+
+
+def sending_mail_to(url: str, sender: str) -> dict[str, str]:
+    """The settings of an app server that sends its email at once, from ``sender``, to the SMTP server at ``url``."""
+    return {"SCREENING_MAIL_URL": url, "SCREENING_QUEUE_URL": "immediate", "SCREENING_MAIL_FROM": sender,
+            "SCREENING_BASE_URL": MAIL_BASE_URL, "SCREENING_MAIL_RETRY_SECONDS": "0.05",
+            "SCREENING_MAIL_MAX_ATTEMPTS": "2"}
+
+
 @contextlib.contextmanager
 def live_server_at(folder: Path, host: str = "127.0.0.1", **settings):
     """Migrate a new database in ``folder``, serve the app on a free port until the block ends.

@@ -31,15 +31,14 @@ from playwright.sync_api import expect
 from screening import questions as qd
 from screening.config import ROOT
 from tests.answers import clear_answers
-from tests.browser.conftest import STAFF_PASSWORD, _form_post, _server_errors, live_server_at
+from tests.browser.conftest import STAFF_PASSWORD, _form_post, _server_errors, live_server_at, sending_mail_to
 from tests.browser.test_invitation import CREATE_USERS, LINK, date_of_birth, text_of, wait_for_mail
-from tests.conftest import Mailbox, smtp_server
+from tests.conftest import Mailbox
 from tests.web import page_data
 
 PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
 TABLET = {"viewport": {"width": 820, "height": 1180}, "has_touch": True}
 DESKTOP = {"viewport": {"width": 1280, "height": 900}}
-BASE_URL = "https://screening.clinic.test"
 DESK = "dee.dayof@example.org"
 PRACTITIONER = "pia.dayof@example.org"
 EARLIER = 3  # days before the appointment the screening is made to have been answered
@@ -81,20 +80,10 @@ with app.app_context():
 
 
 @pytest.fixture(scope="module")
-def mail_server():
-    """A real SMTP server for the module's app server: (url, Mailbox)."""
-    mailbox = Mailbox()
-    with smtp_server(mailbox) as url:
-        yield url, mailbox
-
-
-@pytest.fixture(scope="module")
 def day_server(tmp_path_factory, mail_server):
     """The app under gunicorn, sending mail at once to ``mail_server``; a desk user and a practitioner."""
     url, _ = mail_server
-    with live_server_at(tmp_path_factory.mktemp("day-of"), SCREENING_MAIL_URL=url, SCREENING_QUEUE_URL="immediate",
-                        SCREENING_MAIL_FROM="desk@clinic.test", SCREENING_BASE_URL=BASE_URL,
-                        SCREENING_MAIL_RETRY_SECONDS="0.05", SCREENING_MAIL_MAX_ATTEMPTS="2") as server:
+    with live_server_at(tmp_path_factory.mktemp("day-of"), **sending_mail_to(url, "desk@clinic.test")) as server:
         users = [(DESK, "Dee Desk", ["desk"]), (PRACTITIONER, "Pia Prac", ["practitioner"])]
         done = subprocess.run([sys.executable, "-c", CREATE_USERS, json.dumps(users), STAFF_PASSWORD], cwd=ROOT,
                               env=server.env, capture_output=True, text=True, timeout=120, check=False)

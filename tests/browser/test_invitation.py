@@ -30,12 +30,12 @@ from playwright.sync_api import expect
 from screening import questions as qd
 from screening.config import ROOT
 from tests.answers import clear_answers
-from tests.browser.conftest import STAFF_PASSWORD, _server_errors, live_server_at
-from tests.conftest import Mailbox, smtp_server
+from tests.browser.conftest import MAIL_BASE_URL, STAFF_PASSWORD, _server_errors, live_server_at, sending_mail_to
+from tests.conftest import Mailbox
 
 DESKTOP = {"viewport": {"width": 1280, "height": 900}}
 PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
-BASE_URL = "https://screening.clinic.test"  # the links in the emails; the test opens their path on the live server
+BASE_URL = MAIL_BASE_URL
 CLINIC_PHONE = "020 7946 0000"
 DESK = "dee.invitations@example.org"
 PRACTITIONERS = ("pia.invitations@example.org", "pat.invitations@example.org")
@@ -58,21 +58,11 @@ with app.app_context():
 
 
 @pytest.fixture(scope="module")
-def mail_server():
-    """A real SMTP server for the module's app server (which is started once, its mail URL fixed): (url, Mailbox)."""
-    mailbox = Mailbox()
-    with smtp_server(mailbox) as url:
-        yield url, mailbox
-
-
-@pytest.fixture(scope="module")
 def invitation_server(tmp_path_factory, mail_server):
     """The app under gunicorn, sending mail to ``mail_server`` at once; one desk user and two practitioners."""
     url, _ = mail_server
-    with live_server_at(tmp_path_factory.mktemp("invitations"), SCREENING_MAIL_URL=url,
-                        SCREENING_QUEUE_URL="immediate", SCREENING_MAIL_FROM="desk@clinic.test",
-                        SCREENING_BASE_URL=BASE_URL, SCREENING_CLINIC_PHONE=CLINIC_PHONE,
-                        SCREENING_MAIL_RETRY_SECONDS="0.05", SCREENING_MAIL_MAX_ATTEMPTS="2") as server:
+    with live_server_at(tmp_path_factory.mktemp("invitations"), **sending_mail_to(url, "desk@clinic.test"),
+                        SCREENING_CLINIC_PHONE=CLINIC_PHONE) as server:
         # The staff accounts, made in one process as ``flask screening create-user`` makes each (the app's own
         # create_user, the password hashed as the CLI hashes it): one interpreter start instead of three.
         users = [(DESK, "Dee Desk", ["desk"]), (PRACTITIONERS[0], "Pia Prac", ["practitioner"]),

@@ -12,32 +12,22 @@ import urllib.parse
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import STAFF_PASSWORD, _server_errors, live_server_at
+from tests.browser.conftest import MAIL_BASE_URL, STAFF_PASSWORD, _server_errors, live_server_at, sending_mail_to
 from tests.browser.test_invitation import html_of, text_of, wait_for_mail
-from tests.conftest import Mailbox, smtp_server
 
 DESKTOP = {"viewport": {"width": 1280, "height": 900}}
 PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
-BASE_URL = "https://screening.clinic.test"
+BASE_URL = MAIL_BASE_URL
 ADMIN = "ada.accounts@example.org"
 LINK = re.compile(re.escape(BASE_URL) + r"(/staff/link/[A-Za-z0-9_-]+)")
 NEW_PASSWORD = "plum orchard lantern seven"
 
 
 @pytest.fixture(scope="module")
-def mail_server():
-    mailbox = Mailbox()
-    with smtp_server(mailbox) as url:
-        yield url, mailbox
-
-
-@pytest.fixture(scope="module")
 def accounts_server(tmp_path_factory, mail_server):
     """The app under gunicorn, sending mail at once to ``mail_server``; one admin, made on the command line."""
     url, _ = mail_server
-    with live_server_at(tmp_path_factory.mktemp("accounts"), SCREENING_MAIL_URL=url, SCREENING_QUEUE_URL="immediate",
-                        SCREENING_MAIL_FROM="screening@clinic.test", SCREENING_BASE_URL=BASE_URL,
-                        SCREENING_MAIL_RETRY_SECONDS="0.05", SCREENING_MAIL_MAX_ATTEMPTS="2") as server:
+    with live_server_at(tmp_path_factory.mktemp("accounts"), **sending_mail_to(url, "screening@clinic.test")) as server:
         server.flask("screening", "create-user", ADMIN, "--role", "admin", "--name", "Ada Admin",
                      input=f"{STAFF_PASSWORD}\n{STAFF_PASSWORD}\n")
         yield server
