@@ -172,14 +172,12 @@ def lasting_answers(previous: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def latest_screening(session: Session, client_id: int | None, *, before: Submission | None = None) -> Submission | None:
-    """Return the client's most recent screening (before ``before``, if given)."""
+def latest_screening(session: Session, client_id: int | None) -> Submission | None:
+    """Return the client's most recent screening."""
     if client_id is None:
         return None
-    stmt = select(Submission).where(Submission.client_id == client_id)
-    if before is not None:
-        stmt = stmt.where(Submission.signed_at < before.signed_at)
-    return session.scalar(stmt.order_by(Submission.signed_at.desc(), Submission.id.desc()).limit(1))
+    return session.scalar(select(Submission).where(Submission.client_id == client_id)
+                          .order_by(Submission.signed_at.desc(), Submission.id.desc()).limit(1))
 
 
 def prefill(session: Session, draft: Draft, client_id: int | None) -> Submission | None:
@@ -195,11 +193,6 @@ def prefill(session: Session, draft: Draft, client_id: int | None) -> Submission
     pages = [p.id for p in qd.PAGES if any(q.id in carried for q in qd.page_questions(p))]
     draft.pages_to_confirm = ",".join(pages)
     return previous
-
-
-def pages_to_confirm(draft: Draft) -> list[str]:
-    """Return the prefilled pages the client has not yet confirmed or changed, in the questionnaire's order."""
-    return [p for p in (draft.pages_to_confirm or "").split(",") if p]
 
 
 def changed_since(previous: dict[str, Any] | None, answers: dict[str, Any]) -> set[str]:
