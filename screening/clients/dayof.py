@@ -19,7 +19,7 @@ from .. import questions as qd
 from ..display import format_answer
 from ..extensions import db
 from ..models import Review, Submission
-from ..questionnaire.forms import error_href, form_data, page_form_class, read_page
+from ..questionnaire.forms import add_group_row, error_href, form_data, page_form_class, read_page
 from . import services
 
 bp = Blueprint("dayof", __name__)
@@ -120,13 +120,7 @@ def changes():
         form = form_class()
         if not form.validate() and "csrf_token" in form.errors:
             abort(400)
-        action = request.form.get("action", "")
-        if action.startswith("add-"):
-            group = action[4:]
-            if group in form._fields and qd.BY_ID.get(group) and qd.BY_ID[group].type == qd.GROUP:
-                if len(form[group].entries) < form[group].max_entries:
-                    form[group].append_entry()
-        else:
+        if not add_group_row(form, request.form.get("action", "")):
             answers, errors = read_page(form, page, submission.answers, clock.today())
             if not errors:
                 services.save_new_answers(db.session, check, answers)

@@ -319,6 +319,18 @@ def _read_group(q: qd.Question, field: FieldList, today: dt.date) -> tuple[list 
     return (items or None), errors, entries
 
 
+def add_group_row(form: FlaskForm, action: str) -> bool:
+    """Handle an "add-<group>" button: give that repeatable group one more row (up to its limit). Return whether
+    ``action`` was such a button (the page is then shown again, nothing saved)."""
+    if not action.startswith("add-"):
+        return False
+    group = action[4:]
+    if group in form._fields and qd.BY_ID.get(group) and qd.BY_ID[group].type == qd.GROUP:
+        if len(form[group].entries) < form[group].max_entries:
+            form[group].append_entry()
+    return True
+
+
 def read_page(form: FlaskForm, page: qd.Page, draft_answers: dict, today: dt.date) -> tuple[dict, dict[str, str]]:
     """Return (answers of this page, errors by field id) for a posted, CSRF-checked form."""
     answers: dict[str, Any] = {}

@@ -29,8 +29,8 @@ from ..errors import DraftNotFound, IncompleteDraft, NotSigned, SaveFailed
 from ..extensions import db, limiter
 from ..models import Submission
 from ..rules import asked_ids
-from .forms import (clean_text, error_href, form_data, implausible_errors, page_form_class, read_page, same_name,
-                    unexpected_keys)
+from .forms import (add_group_row, clean_text, error_href, form_data, implausible_errors, page_form_class, read_page,
+                    same_name, unexpected_keys)
 
 bp = Blueprint("questionnaire", __name__)
 bp.register_blueprint(kiosk.bp)
@@ -132,12 +132,7 @@ def page(page_id: str):
     if not form.validate():
         if "csrf_token" in form.errors:
             abort(400)
-    action = request.form.get("action", "")
-    if action.startswith("add-"):
-        group = action[4:]
-        if group in form._fields and qd.BY_ID.get(group) and qd.BY_ID[group].type == qd.GROUP:
-            if len(form[group].entries) < form[group].max_entries:
-                form[group].append_entry()
+    if add_group_row(form, request.form.get("action", "")):
         return _render_page(page, form, {}, changing, draft)
     page_answers, errors = read_page(form, page, answers, _today())
     if errors:
