@@ -7,6 +7,7 @@ Each use case that changes something takes the session; those called by another 
 from __future__ import annotations
 
 import datetime as dt
+import re
 import secrets
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,9 +42,14 @@ def current(session: Session, client: Client | None) -> Client | None:
     return client
 
 
+def is_uid(value) -> bool:
+    """Whether ``value`` has the shape of the random uids of this package's rows (32 lower-case hex digits)."""
+    return isinstance(value, str) and re.fullmatch(r"[0-9a-f]{32}", value) is not None
+
+
 def by_uid(session: Session, uid: str) -> Client | None:
-    """Return the client with this random uid (32 hex digits; anything else is no client)."""
-    if not isinstance(uid, str) or len(uid) != 32 or any(c not in "0123456789abcdef" for c in uid):
+    """Return the client with this random uid (anything else is no client)."""
+    if not is_uid(uid):
         return None
     return session.scalar(select(Client).where(Client.uid == uid))
 
@@ -335,7 +341,7 @@ def open_check(session: Session, submission: Submission, channel: str) -> DayChe
 
 def check_by_uid(session: Session, uid: str | None) -> DayCheck | None:
     """Return a day check by its random uid."""
-    if not isinstance(uid, str) or len(uid) != 32:
+    if not is_uid(uid):
         return None
     return session.scalar(select(DayCheck).where(DayCheck.uid == uid))
 
